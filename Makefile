@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else installs itself.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: install run test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## The service on an embedded PostgreSQL with the example config, on http://127.0.0.1:9000
+run: $(STAMP)
+	$(BIN)/bounce-service dev --config examples/bounceconfig.yaml --secrets-dir examples/secrets
+
+## The whole suite against real parts (embedded PostgreSQL unless TEST_DATABASE_URL is set)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Benchmarks (not part of the tests); figures go to BENCHMARKS.md
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .tmp .pytest_cache

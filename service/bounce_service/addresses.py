@@ -1,0 +1,20 @@
+"""E-mail address normalisation shared by every input path."""
+
+from __future__ import annotations
+
+import re
+from email.utils import parseaddr
+
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9\[]([A-Za-z0-9.:\-\]]*[A-Za-z0-9\]])?$")
+MAX_ADDRESS = 254
+
+
+def normalise_email(text: str) -> str | None:
+    """Return the lower-cased bare address, or None when `text` is not one single plain address."""
+    candidate = text.strip().lower()
+    if not candidate or len(candidate) > MAX_ADDRESS or not _ADDRESS.match(candidate):
+        return None
+    name, address = parseaddr(candidate)
+    if name or address != candidate:
+        return None
+    return candidate

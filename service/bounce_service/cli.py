@@ -1,0 +1,159 @@
+"""`bounce-service`: serve, migrate, check a config, or run everything locally (`dev`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from .config import ConfigError, ServiceConfig, load_config
+from .migrate import migrate
+from .secrets import SecretSource
+
+log = logging.getLogger("bounce_service")
+
+EXIT_CONFIG = 2
+
+
+def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServiceConfig:
+    return load_config(args.config, secrets=SecretSource.default(args.secrets_dir), environ=environ)
+
+
+def _wait_and_migrate(conninfo: str, timeout: float) -> None:
+    """Wait for the database (pods often start before it), then bring the schema to head."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            applied = asyncio.run(migrate(conninfo))
+            log.info("database schema is current%s", f" (applied {', '.join(applied)})" if applied else "")
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database not reachable yet (%s); retrying", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            time.sleep(1)
+
+
+def _serve(config_path: str, secrets_dir: str | None, host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
+    os.environ["BOUNCE_CONFIG"] = str(Path(config_path).absolute())
+    if secrets_dir:
+        os.environ["BOUNCE_SECRETS_DIR"] = str(Path(secrets_dir).absolute())
+    uvicorn.run(
+        "bounce_service.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if not args.no_migrate:
+        _wait_and_migrate(config.database_url.reveal(), args.database_timeout)
+    _serve(args.config, args.secrets_dir, args.host, args.port, args.workers or config.spec["service"]["workers"],
+           config.spec["service"]["logLevel"])
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _wait_and_migrate(config.database_url.reveal(), args.database_timeout)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"{args.config}: valid ({len(config.users)} API users, {len(config.webhooks)} providers enabled, "
+          f"{len(config.spec['mailboxes'])} mailboxes)")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """`make run`: an embedded PostgreSQL (unless DATABASE_URL is set), migrations, and the service."""
+    # Refuse a bad config before starting anything; the embedded server will provide the database URL.
+    _load(args, environ={"DATABASE_URL": "postgresql://embedded", **os.environ})
+    server = None
+    if not os.environ.get("DATABASE_URL"):
+        from .devdb import EmbeddedPostgres
+
+        data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="bounce-dev-")).absolute()
+        server = EmbeddedPostgres(data_dir / "pgdata").start()
+        os.environ["DATABASE_URL"] = server.url
+        log.info("embedded PostgreSQL running at %s (data in %s)", server.url, data_dir)
+    try:
+        _wait_and_migrate(os.environ["DATABASE_URL"], args.database_timeout)
+        _print_welcome(args)
+        _serve(args.config, args.secrets_dir, args.host, args.port, 1, "info")
+    finally:
+        if server is not None:
+            server.stop()
+            log.info("embedded PostgreSQL stopped")
+    return 0
+
+
+def _print_welcome(args: argparse.Namespace) -> None:
+    config = _load(args)
+    url = f"http://{args.host}:{args.port}"
+    user = next((u for u in config.users.values() if "webhooks:post_bounce" in u.permissions), None)
+    print(f"\n  bounce-service is starting on {url}  (Ctrl-C stops it and the database)\n", file=sys.stderr)
+    if user is not None:
+        credentials = f"{user.name}:{user.token.reveal()}"  # development secrets from examples/secrets
+        print("  Record a bounce:\n"
+              f"    curl -s -u '{credentials}' -H 'Content-Type: application/json' \\\n"
+              f"      -d '{{\"email\": \"someone@example.com\", \"type\": \"hard\", \"source\": \"curl\"}}' \\\n"
+              f"      {url}/webhooks/bounce\n"
+              "  List bounces:\n"
+              f"    curl -s -u '{credentials}' {url}/api/bounces\n", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bounce-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", required=True, help="BounceConfig manifest or bare spec (YAML)")
+        sub.add_argument("--secrets-dir", help="directory of <secret name>/<key> files (default $BOUNCE_SECRETS_DIR)")
+        sub.add_argument("--database-timeout", type=float, default=120.0, help="seconds to wait for the database")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = add("serve", cmd_serve, "run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default spec.service.workers)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    add("migrate", cmd_migrate, "apply database migrations and exit")
+    add("check", cmd_check, "validate a config file and exit (status 2 when invalid)")
+    dev = add("dev", cmd_dev, "embedded PostgreSQL + migrations + service, for a laptop")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=9000)
+    dev.add_argument("--data-dir", help="keep the embedded database here (default: a new temp dir)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print("invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,57 @@
+"""The connection pool, and JSON handled by orjson in both directions."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+log = logging.getLogger(__name__)
+
+set_json_dumps(lambda obj: orjson.dumps(obj).decode())
+set_json_loads(orjson.loads)
+
+# Errors that mean "the database is not there right now": callers answer 503 so senders retry.
+UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+
+
+class Database:
+    def __init__(self, conninfo: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            kwargs={"row_factory": dict_row},
+            # A connection broken by a database restart is found before it is handed out, so recovery
+            # costs nobody a failed request once the server is back.
+            check=AsyncConnectionPool.check_connection,
+            name="bounce-service",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except UNAVAILABLE:
+            return False

@@ -1,0 +1,69 @@
+"""Prometheus metrics, prefix `bounce_`.
+
+Counters live in each process (uvicorn workers share them through prometheus-client's multiprocess
+mode when PROMETHEUS_MULTIPROC_DIR is set). Labels are bounded: free-text sources beyond a fixed
+number collapse into "other", so a misbehaving client cannot explode the series count.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MAX_SOURCE_LABELS = 50
+
+EVENTS = Counter(
+    "bounce_events_total",
+    "Bounce events by type, source and outcome (recorded, duplicate, rejected).",
+    ["type", "source", "outcome"],
+)
+ACTIONS_FIRED = Counter(
+    "bounce_actions_fired_total",
+    "Threshold actions that changed a subscriber (unsubscribe, blocklist, delete).",
+    ["action"],
+)
+WEBHOOK_REQUESTS = Counter(
+    "bounce_webhook_requests_total",
+    "Webhook requests by provider (native for POST /webhooks/bounce) and HTTP status.",
+    ["provider", "status"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "bounce_webhook_request_duration_seconds",
+    "Webhook request latency, including the database commit, by provider.",
+    ["provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+AUTH_FAILURES = Counter(
+    "bounce_auth_failures_total",
+    "Requests refused for missing or wrong credentials or signatures, by provider (api for /api).",
+    ["provider"],
+)
+
+_sources_lock = threading.Lock()
+_sources: set[str] = set()
+
+
+def source_label(source: str) -> str:
+    with _sources_lock:
+        if source in _sources:
+            return source
+        if len(_sources) < MAX_SOURCE_LABELS:
+            _sources.add(source)
+            return source
+    return "other"
+
+
+def count_event(kind: str, source: str, outcome: str) -> None:
+    EVENTS.labels(type=kind, source=source_label(source), outcome=outcome).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

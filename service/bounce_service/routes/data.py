@@ -1,0 +1,153 @@
+"""Upserts for what the service needs from the sending system: subscribers, lists, campaigns.
+
+They let the service work beside any sending system: it learns who the subscribers are (and their
+lists, for the unsubscribe action) and how many messages each campaign sent (for bounce rates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import queries
+from ..addresses import normalise_email
+from ..auth import requires
+from ..errors import ApiError
+from ..events import UUID_RE
+from ..http import json_object, ok, parse_json, path_id
+
+SUBSCRIBER_STATUSES = ("enabled", "disabled", "blocklisted")
+SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+MAX_NAME = 1000
+
+
+def _uuid(value: Any, field: str, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not UUID_RE.match(value):
+        raise ApiError(400, f"Invalid fields: {field}")
+    return value.lower()
+
+
+def _name(value: Any, field: str, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > MAX_NAME:
+        raise ApiError(400, f"Invalid fields: {field}")
+    return value.strip()
+
+
+def _subscriber(body: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "Invalid data: expected a JSON object")
+    email = normalise_email(body["email"]) if isinstance(body.get("email"), str) else None
+    if email is None:
+        raise ApiError(400, "Invalid email.")
+    status = body.get("status")
+    if status is not None and status not in SUBSCRIBER_STATUSES:
+        raise ApiError(400, "Invalid fields: status")
+    attribs = body.get("attribs")
+    if attribs is not None and not isinstance(attribs, dict):
+        raise ApiError(400, "Invalid fields: attribs (must be a JSON object)")
+    lists = body.get("lists", [])
+    if not isinstance(lists, list):
+        raise ApiError(400, "Invalid fields: lists")
+    memberships = []
+    for entry in lists:
+        if not isinstance(entry, dict):
+            raise ApiError(400, "Invalid fields: lists (each entry is {uuid, status})")
+        list_status = entry.get("status", "confirmed")
+        if list_status not in SUBSCRIPTION_STATUSES:
+            raise ApiError(400, "Invalid fields: lists[].status")
+        memberships.append((_uuid(entry.get("uuid"), "lists[].uuid", required=True), list_status))
+    row = {
+        "uuid": _uuid(body.get("uuid"), "uuid"),
+        "email": email,
+        "name": _name(body.get("name"), "name", required=False),
+        "attribs": Jsonb(attribs) if attribs is not None else None,
+        "status": status,
+    }
+    return row, memberships
+
+
+async def _upsert_subscriber(conn: psycopg.AsyncConnection, row: dict, memberships: list[tuple[str, str]]) -> dict:
+    try:
+        subscriber = await (await conn.execute(queries.UPSERT_SUBSCRIBER, row)).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise ApiError(409, "uuid already belongs to another subscriber") from None
+    for list_uuid, status in memberships:
+        params = {"subscriber_id": subscriber["id"], "list_uuid": list_uuid, "status": status}
+        if await (await conn.execute(queries.UPSERT_MEMBERSHIP, params)).fetchone() is None:
+            raise ApiError(400, f"Unknown list: {list_uuid}")
+    return subscriber
+
+
+async def _with_lists(conn: psycopg.AsyncConnection, subscriber: dict) -> dict:
+    lists = await (await conn.execute(queries.SUBSCRIBER_LISTS, {"id": subscriber["id"]})).fetchall()
+    return {**subscriber, "lists": lists}
+
+
+@requires("subscribers:manage")
+async def upsert_subscriber(request: Request) -> Response:
+    row, memberships = _subscriber(await json_object(request))
+    async with request.app.state.db.transaction() as conn:
+        subscriber = await _upsert_subscriber(conn, row, memberships)
+        return ok(await _with_lists(conn, subscriber))
+
+
+@requires("subscribers:manage")
+async def import_subscribers(request: Request) -> Response:
+    """NDJSON, one subscriber per line; all lines are imported or none (the error names the line)."""
+    parsed = []
+    for number, line in enumerate((await request.body()).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(_subscriber(parse_json(line)))
+        except ApiError as exc:
+            raise ApiError(exc.status, f"line {number}: {exc.message}") from None
+    if not parsed:
+        raise ApiError(400, "Invalid data: no subscribers in body")
+    async with request.app.state.db.transaction() as conn:
+        for number, (row, memberships) in enumerate(parsed, start=1):
+            try:
+                await _upsert_subscriber(conn, row, memberships)
+            except ApiError as exc:
+                raise ApiError(exc.status, f"line {number}: {exc.message}") from None
+    return ok({"imported": len(parsed)})
+
+
+@requires("subscribers:manage")
+async def get_subscriber(request: Request) -> Response:
+    async with request.app.state.db.transaction() as conn:
+        subscriber = await (await conn.execute(queries.GET_SUBSCRIBER, {"id": path_id(request)})).fetchone()
+        if subscriber is None:
+            raise ApiError(404, "Subscriber not found")
+        return ok(await _with_lists(conn, subscriber))
+
+
+@requires("subscribers:manage")
+async def upsert_list(request: Request) -> Response:
+    body = await json_object(request)
+    params = {"uuid": _uuid(body.get("uuid"), "uuid"), "name": _name(body.get("name"), "name", required=True)}
+    async with request.app.state.db.transaction() as conn:
+        return ok(await (await conn.execute(queries.UPSERT_LIST, params)).fetchone())
+
+
+@requires("subscribers:manage")
+async def upsert_campaign(request: Request) -> Response:
+    body = await json_object(request)
+    sent = body.get("sent")
+    if sent is not None and (not isinstance(sent, int) or isinstance(sent, bool) or not 0 <= sent < 2**63):
+        raise ApiError(400, "Invalid fields: sent (a non-negative integer)")
+    params = {
+        "uuid": _uuid(body.get("uuid"), "uuid", required=True),
+        "name": _name(body.get("name"), "name", required=True),
+        "sent": sent,
+    }
+    async with request.app.state.db.transaction() as conn:
+        return ok(await (await conn.execute(queries.UPSERT_CAMPAIGN, params)).fetchone())

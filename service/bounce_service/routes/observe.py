@@ -1,0 +1,39 @@
+"""Request counting and latency for webhook endpoints, by provider and final status."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import metrics
+from ..auth import Endpoint
+from ..db import UNAVAILABLE
+from ..errors import ApiError
+
+
+def observed(provider: str):
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def timed(request: Request) -> Response:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await endpoint(request)
+                status = response.status_code
+                return response
+            except ApiError as exc:
+                status = exc.status
+                raise
+            except UNAVAILABLE:
+                status = 503
+                raise
+            finally:
+                metrics.WEBHOOK_REQUESTS.labels(provider=provider, status=str(status)).inc()
+                metrics.WEBHOOK_LATENCY.labels(provider=provider).observe(time.perf_counter() - started)
+
+        return timed
+
+    return decorate

@@ -1,0 +1,140 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or $TEST_DATABASE_URL) and the app wired to it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from bounce_service.app import create_app
+from bounce_service.config import ServiceConfig, build_config
+from bounce_service.migrate import migrate
+from bounce_service.secrets import SecretSource
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = "bounces, subscriber_lists, subscribers, lists, campaigns, mailbox_scans"
+
+TOKENS = {"admin": "admin-secret-token", "viewer": "viewer-secret-token", "poster": "poster-secret-token"}
+PERMISSIONS = {
+    "admin": ["bounces:get", "bounces:manage", "webhooks:post_bounce", "subscribers:manage"],
+    "viewer": ["bounces:get"],
+    "poster": ["webhooks:post_bounce"],
+}
+
+
+def with_database(server_url: str, name: str) -> str:
+    return psycopg.conninfo.make_conninfo(server_url, dbname=name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a server we may create databases on."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"]
+        return
+    from bounce_service.devdb import EmbeddedPostgres
+
+    base = Path(os.environ.get("BOUNCE_TEST_TMP", ROOT / ".tmp")) / f"pg-{os.getpid()}"
+    server = EmbeddedPostgres(base, durable=False).start()
+    yield server.url
+    server.stop(mode="immediate")
+
+
+def create_database(server_url: str) -> str:
+    name = f"bounce_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return with_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A migrated database of our own for the whole session (tables are emptied between tests)."""
+    url = create_database(postgres_server)
+    asyncio.run(migrate(url))
+    yield url
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """A plain connection for arranging and checking rows; the tables start empty."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        yield conn
+
+
+def write_secrets(directory: Path) -> SecretSource:
+    for name, token in TOKENS.items():
+        path = directory / "api" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token + "\n")
+    return SecretSource(directory=directory, environ={})
+
+
+def make_spec(**overrides) -> dict:
+    spec = {
+        "actions": {
+            "soft": {"count": 2, "action": "none"},
+            "hard": {"count": 1, "action": "blocklist"},
+            "complaint": {"count": 1, "action": "blocklist"},
+        },
+        "api": {
+            "users": [
+                {"name": name, "token": {"secretRef": {"name": "api", "key": name}}, "permissions": PERMISSIONS[name]}
+                for name in TOKENS
+            ]
+        },
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def secrets(tmp_path: Path) -> SecretSource:
+    return write_secrets(tmp_path / "secrets")
+
+
+@pytest.fixture
+def make_config(database_url: str, secrets: SecretSource):
+    def build(**overrides) -> ServiceConfig:
+        return build_config(make_spec(**overrides), secrets=secrets, environ={"DATABASE_URL": database_url})
+
+    return build
+
+
+@pytest.fixture
+async def make_client(make_config, db) -> AsyncIterator:
+    """Factory for HTTP clients talking to a fully started app (lifespan included)."""
+    stack = []
+
+    async def build(**overrides) -> httpx.AsyncClient:
+        app = create_app(make_config(**overrides))
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://test")
+        stack.append((lifespan, client))
+        client.app = app  # type: ignore[attr-defined]
+        return client
+
+    yield build
+    for lifespan, client in reversed(stack):
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def client(make_client) -> httpx.AsyncClient:
+    return await make_client()
+
+
+def auth(user: str = "admin") -> httpx.BasicAuth:
+    return httpx.BasicAuth(user, TOKENS[user])

@@ -1,0 +1,96 @@
+"""The commands a person runs: `serve` against a database and `dev` (what `make run` starts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from bounce_service.devdb import free_port
+from tests.conftest import ROOT
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise AssertionError(f"exited early with {process.returncode}: {process.stderr.read()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # polling interval while waiting for a subprocess to listen, not synchronisation
+    raise AssertionError("service did not become ready")
+
+
+def stop(process: subprocess.Popen) -> tuple[int, str]:
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BOUNCE_SECRETS_DIR")}
+    env.update(extra)
+    return env
+
+
+def test_serve_answers_records_and_stops_cleanly(database_url, db):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", "2"],
+        env=service_env(DATABASE_URL=database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+        response = httpx.post(url + "/webhooks/bounce", auth=("mailer", "dev-mailer-token"),
+                              json={"email": "cli@example.com", "type": "hard", "source": "cli-test"})
+        assert response.status_code == 200 and response.json() == {"data": True}
+        assert db.execute("SELECT email FROM bounces").fetchone() == {"email": "cli@example.com"}
+    finally:
+        code, _ = stop(process)
+    assert code == 0
+
+
+def test_dev_starts_embedded_postgres_prints_a_working_curl_and_stops_everything(tmp_path):
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("the embedded server is what this test is about")
+    port = free_port()
+    data_dir = tmp_path / "dev"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bounce_service", "dev", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--data-dir", str(data_dir)],
+        env=service_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+    finally:
+        code, stderr = stop(process)
+    # The printed curl is run verbatim while a fresh `dev` serves on the same data directory.
+    process = subprocess.Popen(process.args, env=service_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_ready(url, process)
+        match = re.search(r"(curl -s -u .*?/webhooks/bounce)", stderr, re.S)
+        assert match, stderr
+        result = subprocess.run(["bash", "-c", match.group(1)], capture_output=True, text=True, timeout=30)
+        assert result.stdout == '{"data":true}'
+    finally:
+        code, stderr = stop(process)
+    assert code == 0
+    assert "embedded PostgreSQL stopped" in stderr
+    server_url = re.search(r"embedded PostgreSQL running at (\S+)", stderr).group(1)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(server_url, connect_timeout=2)
+    assert Path(data_dir / "pgdata" / "PG_VERSION").exists()

@@ -1,0 +1,230 @@
+"""The one recorder: exactly-once storage, subscriber matching, thresholds and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bounce_service.config import ActionRule
+from bounce_service.db import Database
+from bounce_service.events import BounceEvent
+from bounce_service.recorder import Outcome, Recorder
+
+
+def add_subscriber(db, email: str, lists: int = 0, status: str = "enabled") -> dict:
+    row = db.execute(
+        "INSERT INTO subscribers (email, status) VALUES (%s, %s) RETURNING id, uuid::text AS uuid",
+        (email, status),
+    ).fetchone()
+    for index in range(lists):
+        list_id = db.execute("INSERT INTO lists (name) VALUES (%s) RETURNING id", (f"list {index}",)).fetchone()["id"]
+        db.execute("INSERT INTO subscriber_lists (subscriber_id, list_id, status) VALUES (%s, %s, 'confirmed')",
+                   (row["id"], list_id))
+    return row
+
+
+def subscriber(db, subscriber_id: int) -> dict | None:
+    return db.execute("SELECT status::text AS status FROM subscribers WHERE id = %s", (subscriber_id,)).fetchone()
+
+
+def list_statuses(db, subscriber_id: int) -> set[str]:
+    rows = db.execute("SELECT status::text AS s FROM subscriber_lists WHERE subscriber_id = %s", (subscriber_id,))
+    return {row["s"] for row in rows.fetchall()}
+
+
+def count(db, sql: str = "SELECT COUNT(*) AS n FROM bounces", *params) -> int:
+    return db.execute(sql, params).fetchone()["n"]
+
+
+RULES = {
+    "soft": ActionRule(count=2, action="none", window=None),
+    "hard": ActionRule(count=1, action="blocklist", window=None),
+    "complaint": ActionRule(count=1, action="blocklist", window=None),
+}
+
+
+@pytest.fixture
+async def make_recorder(database_url, db):
+    pools = []
+
+    async def build(**rules: ActionRule) -> Recorder:
+        database = Database(database_url, max_size=20)
+        await database.pool.open(wait=True)
+        pools.append(database)
+        return Recorder(database, {**RULES, **rules})
+
+    yield build
+    for database in pools:
+        await database.close()
+
+
+def hard(email: str = "", **fields) -> BounceEvent:
+    return BounceEvent(type=fields.pop("type", "hard"), source=fields.pop("source", "test"), email=email, **fields)
+
+
+async def test_same_event_key_twice_is_one_row_and_one_action(make_recorder, db):
+    recorder = await make_recorder()
+    sub = add_subscriber(db, "a@example.com", lists=1)
+    event = hard("a@example.com", event_key="sg:abc")
+    first = await recorder.record([event])
+    second = await recorder.record([event])
+    assert first.outcomes == [Outcome.RECORDED] and second.outcomes == [Outcome.DUPLICATE]
+    assert [a.action for a in first.actions] == ["blocklist"] and second.actions == []
+    assert count(db) == 1
+    assert subscriber(db, sub["id"])["status"] == "blocklisted"
+
+
+async def test_duplicate_keys_inside_one_batch_store_one_row(make_recorder, db):
+    recorder = await make_recorder()
+    result = await recorder.record([hard("x@example.com", event_key="k1"), hard("x@example.com", event_key="k1")])
+    assert result.outcomes == [Outcome.RECORDED, Outcome.DUPLICATE]
+    assert count(db) == 1
+
+
+async def test_subscriber_by_uuid_first_then_email_case_insensitively(make_recorder, db):
+    recorder = await make_recorder(hard=ActionRule(1, "none", None))
+    by_uuid = add_subscriber(db, "uuid@example.com")
+    mixed = add_subscriber(db, "Mixed.Case@Example.COM")
+    await recorder.record([
+        BounceEvent(type="hard", source="t", subscriber_uuid=by_uuid["uuid"].upper()),
+        hard("MIXED.case@example.com"),
+        # An unknown UUID falls back to the address instead of losing the subscriber.
+        BounceEvent(type="hard", source="t", email="uuid@example.com", subscriber_uuid="00000000-0000-4000-8000-000000000000"),
+    ])
+    rows = db.execute("SELECT subscriber_id, email FROM bounces ORDER BY id").fetchall()
+    assert [r["subscriber_id"] for r in rows] == [by_uuid["id"], mixed["id"], by_uuid["id"]]
+    assert rows[0]["email"] == "uuid@example.com"  # filled from the subscriber
+
+
+async def test_unknown_recipient_is_stored_without_subscriber(make_recorder, db):
+    recorder = await make_recorder()
+    result = await recorder.record([hard("stranger@example.com")])
+    assert result.outcomes == [Outcome.RECORDED] and result.actions == []
+    row = db.execute("SELECT subscriber_id, email, type::text AS type FROM bounces").fetchone()
+    assert row == {"subscriber_id": None, "email": "stranger@example.com", "type": "hard"}
+
+
+async def test_campaign_resolved_by_uuid_and_unknown_campaign_kept_as_null(make_recorder, db):
+    recorder = await make_recorder()
+    campaign = db.execute("INSERT INTO campaigns (name) VALUES ('c') RETURNING id, uuid::text AS uuid").fetchone()
+    await recorder.record([
+        hard("a@example.com", campaign_uuid=campaign["uuid"]),
+        hard("b@example.com", campaign_uuid="00000000-0000-4000-8000-000000000001"),
+    ])
+    assert [r["campaign_id"] for r in db.execute("SELECT campaign_id FROM bounces ORDER BY id")] == [campaign["id"], None]
+
+
+async def test_every_bounce_is_stored_past_the_threshold(make_recorder, db):
+    recorder = await make_recorder(soft=ActionRule(2, "unsubscribe", None))
+    sub = add_subscriber(db, "s@example.com", lists=2)
+    results = [await recorder.record([hard("s@example.com", type="soft")]) for _ in range(5)]
+    assert count(db) == 5
+    assert [len(r.actions) for r in results] == [0, 1, 0, 0, 0]
+    assert list_statuses(db, sub["id"]) == {"unsubscribed"}
+    assert subscriber(db, sub["id"])["status"] == "enabled"
+
+
+async def test_threshold_counts_only_its_own_type(make_recorder, db):
+    recorder = await make_recorder(soft=ActionRule(2, "blocklist", None), complaint=ActionRule(5, "blocklist", None))
+    sub = add_subscriber(db, "t@example.com")
+    await recorder.record([hard("t@example.com", type="soft"), hard("t@example.com", type="complaint")])
+    assert subscriber(db, sub["id"])["status"] == "enabled"
+    await recorder.record([hard("t@example.com", type="soft")])
+    assert subscriber(db, sub["id"])["status"] == "blocklisted"
+
+
+async def test_window_ignores_old_bounces(make_recorder, db):
+    recorder = await make_recorder(soft=ActionRule(2, "blocklist", timedelta(hours=720)))
+    sub = add_subscriber(db, "w@example.com")
+    old = datetime.now(timezone.utc) - timedelta(days=40)
+    await recorder.record([hard("w@example.com", type="soft", created_at=old)])
+    await recorder.record([hard("w@example.com", type="soft")])
+    assert subscriber(db, sub["id"])["status"] == "enabled"  # the old one is outside the window
+    await recorder.record([hard("w@example.com", type="soft")])
+    assert subscriber(db, sub["id"])["status"] == "blocklisted"
+
+
+async def test_blocklist_also_unsubscribes_every_list(make_recorder, db):
+    recorder = await make_recorder()
+    sub = add_subscriber(db, "b@example.com", lists=3)
+    result = await recorder.record([hard("b@example.com")])
+    assert subscriber(db, sub["id"])["status"] == "blocklisted"
+    assert list_statuses(db, sub["id"]) == {"unsubscribed"}
+    action = db.execute("SELECT action FROM bounces WHERE id = %s", (result.bounce_ids[0],)).fetchone()
+    assert action["action"] == "blocklist"
+
+
+async def test_delete_removes_subscriber_but_keeps_bounce_history(make_recorder, db):
+    recorder = await make_recorder(hard=ActionRule(2, "delete", None))
+    sub = add_subscriber(db, "d@example.com", lists=1)
+    await recorder.record([hard("d@example.com")])
+    assert subscriber(db, sub["id"]) is not None
+    result = await recorder.record([hard("d@example.com")])
+    assert [a.action for a in result.actions] == ["delete"]
+    assert subscriber(db, sub["id"]) is None
+    assert count(db, "SELECT COUNT(*) AS n FROM subscriber_lists") == 0
+    rows = db.execute("SELECT subscriber_id, email FROM bounces").fetchall()
+    assert rows == [{"subscriber_id": None, "email": "d@example.com"}] * 2
+
+
+async def test_action_none_changes_nothing(make_recorder, db):
+    recorder = await make_recorder(hard=ActionRule(1, "none", None))
+    sub = add_subscriber(db, "n@example.com", lists=1)
+    result = await recorder.record([hard("n@example.com") for _ in range(3)])
+    assert result.actions == []
+    assert subscriber(db, sub["id"])["status"] == "enabled" and list_statuses(db, sub["id"]) == {"confirmed"}
+
+
+async def test_fifty_concurrent_events_fire_the_action_exactly_once(make_recorder, db):
+    """Two recorders with their own pools stand for two replicas racing on one subscriber."""
+    rule = ActionRule(3, "blocklist", None)
+    replicas = [await make_recorder(hard=rule), await make_recorder(hard=rule)]
+    sub = add_subscriber(db, "race@example.com", lists=2)
+    results = await asyncio.gather(*(
+        replicas[i % 2].record([hard("race@example.com", event_key=f"race-{i}")]) for i in range(50)
+    ))
+    assert sum(len(r.actions) for r in results) == 1
+    assert count(db, "SELECT COUNT(*) AS n FROM bounces WHERE subscriber_id = %s", sub["id"]) == 50
+    assert count(db, "SELECT COUNT(*) AS n FROM bounces WHERE action = 'blocklist'") == 1
+    assert subscriber(db, sub["id"])["status"] == "blocklisted"
+
+
+async def test_a_failing_batch_stores_nothing(make_recorder, db):
+    """A database error mid-batch rolls back the events already inserted in that batch."""
+    recorder = await make_recorder()
+    add_subscriber(db, "ok@example.com")
+    db.execute("""
+        CREATE FUNCTION explode() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN IF NEW.source = 'explode' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER explode BEFORE INSERT ON bounces FOR EACH ROW EXECUTE FUNCTION explode();
+    """)
+    try:
+        with pytest.raises(Exception, match="injected failure"):
+            await recorder.record([hard("ok@example.com"), hard("ok@example.com", source="explode")])
+        assert count(db) == 0
+        assert subscriber(db, 1)["status"] == "enabled"
+    finally:
+        db.execute("DROP TRIGGER explode ON bounces; DROP FUNCTION explode()")
+
+
+def test_events_are_validated_before_sql():
+    with pytest.raises(ValueError):
+        BounceEvent(type="bogus", source="t", email="a@example.com")
+    with pytest.raises(ValueError):
+        BounceEvent(type="hard", source="t")
+    with pytest.raises(ValueError):
+        BounceEvent(type="hard", source="t", email="a@example.com", campaign_uuid="not-a-uuid")
+
+
+async def test_exactly_count_concurrent_events_never_miss_the_threshold(make_recorder, db):
+    """Without serialisation, each transaction would count only its own uncommitted row and none fire."""
+    rule = ActionRule(3, "blocklist", None)
+    replicas = [await make_recorder(hard=rule) for _ in range(3)]
+    subs = [add_subscriber(db, f"edge{i}@example.com") for i in range(20)]
+    results = await asyncio.gather(*(
+        replicas[n].record([hard(f"edge{i}@example.com")]) for i in range(20) for n in range(3)
+    ))
+    assert sum(len(r.actions) for r in results) == 20
+    assert {subscriber(db, s["id"])["status"] for s in subs} == {"blocklisted"}
