@@ -22,12 +22,17 @@ UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 
 
 class Database:
-    def __init__(self, conninfo: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(self, conninfo: str, *, max_size: int = 10, timeout: float = 3.0) -> None:
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
+            # A request waits at most this long for a connection before it is answered 503.
             timeout=timeout,
+            # psycopg's reconnection backoff doubles without bound, so after a long outage the pool could
+            # sit idle for as long as the outage lasted. Giving up early lets the next request start a
+            # fresh attempt at once: recovery takes seconds, whatever the outage's length.
+            reconnect_timeout=2.0,
             open=False,
             kwargs={"row_factory": dict_row},
             # A connection broken by a database restart is found before it is handed out, so recovery
