@@ -18,6 +18,7 @@ from .auth import Authenticator
 from .config import ServiceConfig, load_config
 from .db import UNAVAILABLE, Database
 from .errors import ApiError
+from .group_commit import GroupCommitter
 from .http import BodyLimitMiddleware, error
 from .recorder import Recorder
 from .routes import bounces, data, native, ops
@@ -74,13 +75,24 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 def create_app(config: ServiceConfig) -> Starlette:
     db = Database(config.database_url.reveal(), max_size=config.pool_size)
+    recorder = Recorder(db, config.actions)
+    settings = config.group_commit
+    committer = (
+        GroupCommitter(recorder, max_events=settings.max_events, max_wait=settings.max_wait, flushers=settings.flushers)
+        if settings.enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.open()
+        if committer is not None:
+            committer.start()
         try:
             yield
         finally:
+            if committer is not None:
+                await committer.stop()
             await db.close()
 
     handlers: dict = {ApiError: _api_error, HTTPException: _http_error, Exception: _internal}
@@ -93,7 +105,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     )
     app.state.config = config
     app.state.db = db
-    app.state.recorder = Recorder(db, config.actions)
+    app.state.recorder = committer or recorder
     app.state.auth = Authenticator(config.users)
     return app
 

@@ -45,6 +45,14 @@ class ApiUser:
     permissions: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class GroupCommit:
+    enabled: bool
+    max_events: int
+    max_wait: float  # seconds
+    flushers: int
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     spec: Mapping[str, Any]
@@ -54,6 +62,7 @@ class ServiceConfig:
     users: Mapping[str, ApiUser]
     webhooks: Mapping[str, Mapping[str, Any]]  # enabled providers only, secrets resolved to `Secret`
     max_body_size: int
+    group_commit: GroupCommit
     recent_campaigns: int
     min_sent: int
     secrets: SecretSource = field(repr=False)
@@ -168,6 +177,12 @@ def build_config(
         users=users,
         webhooks=webhooks,
         max_body_size=service["maxBodySize"],
+        group_commit=GroupCommit(
+            enabled=service["groupCommit"]["enabled"],
+            max_events=service["groupCommit"]["maxEvents"],
+            max_wait=parse_duration(service["groupCommit"]["maxWait"]).total_seconds(),
+            flushers=service["groupCommit"]["flushers"],
+        ),
         recent_campaigns=service["metrics"]["recentCampaigns"],
         min_sent=service["metrics"]["minSent"],
         secrets=secrets,

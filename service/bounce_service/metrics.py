@@ -37,6 +37,11 @@ WEBHOOK_LATENCY = Histogram(
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+COMMIT_GROUP_REQUESTS = Histogram(
+    "bounce_commit_group_requests",
+    "Requests sharing one database transaction (group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 AUTH_FAILURES = Counter(
     "bounce_auth_failures_total",
     "Requests refused for missing or wrong credentials or signatures, by provider (api for /api).",

@@ -48,52 +48,48 @@ class Recorder:
 
     async def record(self, events: Sequence[BounceEvent]) -> RecordResult:
         """Store `events` atomically: all of them are committed when this returns, or none is."""
+        return (await self.record_groups([events]))[0]
+
+    async def record_groups(self, groups: Sequence[Sequence[BounceEvent]]) -> list[RecordResult]:
+        """Store several requests' events in one transaction (group commit); one result per group."""
+        events = [event for group in groups for event in group]
         if not events:
-            return RecordResult()
+            return [RecordResult() for _ in groups]
         async with self.db.transaction() as conn:
             result = await self._record(conn, events)
         for event, outcome in zip(events, result.outcomes):
             metrics.count_event(event.type, event.source, outcome.value)
         for fired in result.actions:
             metrics.ACTIONS_FIRED.labels(action=fired.action).inc()
-        return result
+        return _split(result, [len(group) for group in groups])
 
     async def _record(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> RecordResult:
         subscribers = await self._lock_subscribers(conn, events)
         campaigns = await self._campaign_ids(conn, events)
+        resolved = [self._match(subscribers, event) for event in events]
+        # Inserting in event_key order means two concurrent transactions that share keys (a provider's
+        # redelivery racing its original) wait on each other in the same order and cannot deadlock.
+        order = sorted(range(len(events)), key=lambda i: (events[i].event_key is None, events[i].event_key or ""))
+        params = [self._row(events[i], resolved[i], campaigns) for i in order]
 
-        params = []
-        resolved: list[dict | None] = []
-        for event in events:
-            subscriber = self._match(subscribers, event)
-            resolved.append(subscriber)
-            params.append((
-                subscriber["id"] if subscriber else None,
-                event.email or (subscriber["email"] if subscriber else ""),
-                campaigns.get(event.campaign_uuid.lower()) if event.campaign_uuid else None,
-                event.type,
-                event.source,
-                Jsonb(event.meta),
-                event.event_key,
-                event.created_at,
-            ))
+        inserted: dict[int, int] = {}
+        async with conn.cursor() as cur:
+            await cur.executemany(queries.INSERT_BOUNCE, params, returning=True)
+            for index in order:
+                row = await cur.fetchone()
+                if row is not None:
+                    inserted[index] = row["id"]
+                cur.nextset()
 
         result = RecordResult()
         # Newly stored bounces per (subscriber, type): only those can move a subscriber over a threshold.
         fresh: dict[tuple[int, str], list[int]] = defaultdict(list)
-        async with conn.cursor() as cur:
-            await cur.executemany(queries.INSERT_BOUNCE, params, returning=True)
-            for event, subscriber in zip(events, resolved):
-                row = await cur.fetchone()
-                if row is None:
-                    result.outcomes.append(Outcome.DUPLICATE)
-                    result.bounce_ids.append(None)
-                else:
-                    result.outcomes.append(Outcome.RECORDED)
-                    result.bounce_ids.append(row["id"])
-                    if subscriber is not None:
-                        fresh[(subscriber["id"], event.type)].append(row["id"])
-                cur.nextset()
+        for index, (event, subscriber) in enumerate(zip(events, resolved)):
+            bounce_id = inserted.get(index)
+            result.outcomes.append(Outcome.RECORDED if bounce_id is not None else Outcome.DUPLICATE)
+            result.bounce_ids.append(bounce_id)
+            if bounce_id is not None and subscriber is not None:
+                fresh[(subscriber["id"], event.type)].append(bounce_id)
 
         deleted: set[int] = set()
         for (subscriber_id, kind), bounce_ids in sorted(fresh.items()):
@@ -105,6 +101,19 @@ class Recorder:
                 if fired.action == "delete":
                     deleted.add(subscriber_id)
         return result
+
+    @staticmethod
+    def _row(event: BounceEvent, subscriber: dict | None, campaigns: dict[str, int]) -> tuple:
+        return (
+            subscriber["id"] if subscriber else None,
+            event.email or (subscriber["email"] if subscriber else ""),
+            campaigns.get(event.campaign_uuid.lower()) if event.campaign_uuid else None,
+            event.type,
+            event.source,
+            Jsonb(event.meta),
+            event.event_key,
+            event.created_at,
+        )
 
     async def _lock_subscribers(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> list[dict]:
         uuids = sorted({e.subscriber_uuid.lower() for e in events if e.subscriber_uuid})
@@ -157,3 +166,18 @@ class Recorder:
             return None
         await conn.execute(queries.MARK_ACTION, {"action": rule.action, "bounce_id": bounce_id})
         return FiredAction(subscriber_id=subscriber_id, bounce_id=bounce_id, action=rule.action)
+
+
+def _split(result: RecordResult, sizes: list[int]) -> list[RecordResult]:
+    """Cut one transaction's result back into the requests it served."""
+    parts, start = [], 0
+    for size in sizes:
+        ids = result.bounce_ids[start:start + size]
+        mine = set(filter(None, ids))
+        parts.append(RecordResult(
+            outcomes=result.outcomes[start:start + size],
+            bounce_ids=ids,
+            actions=[fired for fired in result.actions if fired.bounce_id in mine],
+        ))
+        start += size
+    return parts
