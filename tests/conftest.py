@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -14,6 +16,7 @@ import pytest
 
 from bounce_service.app import create_app
 from bounce_service.config import ServiceConfig, build_config
+from bounce_service.devdb import EmbeddedPostgres
 from bounce_service.migrate import migrate
 from bounce_service.secrets import SecretSource
 
@@ -32,18 +35,32 @@ def with_database(server_url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(server_url, dbname=name)
 
 
+def server_dir() -> Path:
+    """A data directory the unprivileged server user can reach (pytest's tmp dirs are root-only)."""
+    base = Path(os.environ.get("BOUNCE_TEST_TMP", ROOT / ".tmp"))
+    base.mkdir(parents=True, exist_ok=True)
+    return base / f"pg-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def embedded_server() -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(server_dir(), durable=False).start()
+    try:
+        yield server
+    finally:
+        if server.running():
+            server.stop(mode="immediate")
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """URL of a server we may create databases on."""
     if os.environ.get("TEST_DATABASE_URL"):
         yield os.environ["TEST_DATABASE_URL"]
         return
-    from bounce_service.devdb import EmbeddedPostgres
-
-    base = Path(os.environ.get("BOUNCE_TEST_TMP", ROOT / ".tmp")) / f"pg-{os.getpid()}"
-    server = EmbeddedPostgres(base, durable=False).start()
-    yield server.url
-    server.stop(mode="immediate")
+    with embedded_server() as server:
+        yield server.url
 
 
 def create_database(server_url: str) -> str:

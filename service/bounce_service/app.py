@@ -18,6 +18,7 @@ from .auth import Authenticator
 from .config import ServiceConfig, load_config
 from .db import UNAVAILABLE, Database
 from .errors import ApiError
+from .gauges import DatabaseGauges
 from .group_commit import GroupCommitter
 from .http import BodyLimitMiddleware, error
 from .recorder import Recorder
@@ -107,6 +108,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     app.state.db = db
     app.state.recorder = committer or recorder
     app.state.auth = Authenticator(config.users)
+    app.state.gauges = DatabaseGauges(db, recent_campaigns=config.recent_campaigns, min_sent=config.min_sent)
     return app
 
 

@@ -48,14 +48,18 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run(
+        result = subprocess.run(
             [str(self.bin / program), *args],
-            check=True,
             user=self.user,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
             timeout=60,
         )
+        if result.returncode != 0:
+            log = self.data_dir / "server.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:]) if log.exists() else ""
+            raise RuntimeError(f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{tail}")
 
     def start(self) -> "EmbeddedPostgres":
         if not (self.data_dir / "PG_VERSION").exists():

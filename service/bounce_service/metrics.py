@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
+from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 MAX_SOURCE_LABELS = 50
@@ -66,9 +67,17 @@ def count_event(kind: str, source: str, outcome: str) -> None:
     EVENTS.labels(type=kind, source=source_label(source), outcome=outcome).inc()
 
 
-def exposition() -> tuple[bytes, str]:
+def exposition(*extra: Collector) -> tuple[bytes, str]:
+    """The process's counters (every worker's, in multiprocess mode) plus this app's own collectors."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    else:
+        counters = REGISTRY
+    parts = [generate_latest(counters)]
+    if extra:
+        local = CollectorRegistry(auto_describe=False)
+        for collector in extra:
+            local.register(collector)
+        parts.append(generate_latest(local))
+    return b"".join(parts), CONTENT_TYPE_LATEST

@@ -187,3 +187,28 @@ ON CONFLICT (uuid) DO UPDATE SET
     updated_at = NOW()
 RETURNING {CAMPAIGN_COLUMNS}
 """
+
+# ---- gauges ---------------------------------------------------------------------------------------
+
+# The most recent campaigns with enough sends to make a rate meaningful; bounces counted per type.
+CAMPAIGN_RATES = """
+WITH recent AS (
+    SELECT id, uuid::text AS uuid, name, sent FROM campaigns
+    WHERE sent >= %(min_sent)s
+    ORDER BY created_at DESC, id DESC
+    LIMIT %(limit)s
+)
+SELECT r.uuid, r.name, r.sent,
+       COUNT(*) FILTER (WHERE b.type = 'hard') AS hard,
+       COUNT(*) FILTER (WHERE b.type = 'soft') AS soft,
+       COUNT(*) FILTER (WHERE b.type = 'complaint') AS complaint
+FROM recent r LEFT JOIN bounces b ON b.campaign_id = r.id
+GROUP BY r.uuid, r.name, r.sent
+ORDER BY r.uuid
+"""
+
+MAILBOX_LAST_SCANS = """
+SELECT mailbox, MAX(finished_at) AS finished_at FROM mailbox_scans
+WHERE finished_at IS NOT NULL AND error IS NULL
+GROUP BY mailbox
+"""

@@ -8,21 +8,18 @@ import pytest
 
 from bounce_service.app import create_app
 from bounce_service.config import build_config
-from bounce_service.devdb import EmbeddedPostgres
 from bounce_service.migrate import migrate
-from tests.conftest import auth, make_spec
+from tests.conftest import auth, embedded_server, make_spec
 
 BOUNCE = {"type": "hard", "source": "outage-test"}
 
 
 @pytest.fixture
-async def own_server(tmp_path):
+async def own_server():
     """A server of this test's own, so stopping it does not disturb the rest of the suite."""
-    server = EmbeddedPostgres(tmp_path / "pg", durable=False).start()
-    await migrate(server.url)
-    yield server
-    if server.running():
-        server.stop(mode="immediate")
+    with embedded_server() as server:
+        await migrate(server.url)
+        yield server
 
 
 async def test_outage_is_503_and_service_recovers_by_itself(own_server, secrets):

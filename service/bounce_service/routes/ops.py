@@ -23,7 +23,9 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    body, content_type = metrics.exposition()
+    gauges = request.app.state.gauges
+    await gauges.refresh()
+    body, content_type = metrics.exposition(gauges)
     return Response(body, media_type=content_type)
 
 
