@@ -47,6 +47,9 @@ def _serve(config_path: str, secrets_dir: str | None, host: str, port: int, work
     os.environ["BOUNCE_CONFIG"] = str(Path(config_path).absolute())
     if secrets_dir:
         os.environ["BOUNCE_SECRETS_DIR"] = str(Path(secrets_dir).absolute())
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker counts in files here and /metrics sums them, whichever worker answers the scrape.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bounce-metrics-")
     uvicorn.run(
         "bounce_service.app:app_from_environment",
         factory=True,

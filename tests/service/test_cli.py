@@ -54,10 +54,17 @@ def test_serve_answers_records_and_stops_cleanly(database_url, db):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, process)
-        response = httpx.post(url + "/webhooks/bounce", auth=("mailer", "dev-mailer-token"),
-                              json={"email": "cli@example.com", "type": "hard", "source": "cli-test"})
-        assert response.status_code == 200 and response.json() == {"data": True}
-        assert db.execute("SELECT email FROM bounces").fetchone() == {"email": "cli@example.com"}
+        with httpx.Client(base_url=url) as client:  # keep-alive off so requests spread over the workers
+            for index in range(12):
+                response = client.post("/webhooks/bounce", auth=("mailer", "dev-mailer-token"),
+                                       headers={"Connection": "close"},
+                                       json={"email": f"cli{index}@example.com", "type": "hard", "source": "cli-test"})
+                assert response.status_code == 200 and response.json() == {"data": True}
+            assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 12
+            # Whichever of the two workers answers, the counters are the sum over both.
+            for _ in range(4):
+                text = client.get("/metrics", headers={"Connection": "close"}).text
+                assert 'bounce_events_total{outcome="recorded",source="cli-test",type="hard"} 12.0' in text
     finally:
         code, _ = stop(process)
     assert code == 0
