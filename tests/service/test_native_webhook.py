@@ -120,3 +120,13 @@ async def test_recorded_events_are_counted_in_metrics(client, db):
     text = (await client.get("/metrics")).text
     assert 'bounce_events_total{outcome="recorded",source="metrics-test",type="hard"} 1.0' in text
     assert 'bounce_webhook_requests_total{provider="native",status="200"}' in text
+
+
+async def test_rejected_requests_are_counted(client, db):
+    def rejected(text: str) -> float:
+        prefix = 'bounce_events_total{outcome="rejected",source="native",type="unknown"} '
+        return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    before = rejected((await client.get("/metrics")).text)
+    await post(client, {"email": "m@example.com", "type": "nope", "source": "x"})
+    assert rejected((await client.get("/metrics")).text) == before + 1

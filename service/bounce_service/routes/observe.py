@@ -15,6 +15,8 @@ from ..errors import ApiError
 
 
 def observed(provider: str):
+    latency = metrics.WEBHOOK_LATENCY.labels(provider=provider)
+
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def timed(request: Request) -> Response:
@@ -26,13 +28,15 @@ def observed(provider: str):
                 return response
             except ApiError as exc:
                 status = exc.status
+                if status < 500:  # refused input: counted so a sender's broken integration shows up
+                    metrics.count_event("unknown", provider, "rejected")
                 raise
             except UNAVAILABLE:
                 status = 503
                 raise
             finally:
                 metrics.WEBHOOK_REQUESTS.labels(provider=provider, status=str(status)).inc()
-                metrics.WEBHOOK_LATENCY.labels(provider=provider).observe(time.perf_counter() - started)
+                latency.observe(time.perf_counter() - started)
 
         return timed
 
