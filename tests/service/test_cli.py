@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 
 from bounce_service.devdb import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, server_dir
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0) -> None:
@@ -70,11 +71,11 @@ def test_serve_answers_records_and_stops_cleanly(database_url, db):
     assert code == 0
 
 
-def test_dev_starts_embedded_postgres_prints_a_working_curl_and_stops_everything(tmp_path):
+def test_dev_starts_embedded_postgres_prints_a_working_curl_and_stops_everything():
     if os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("the embedded server is what this test is about")
     port = free_port()
-    data_dir = tmp_path / "dev"
+    data_dir = server_dir()
     process = subprocess.Popen(
         [sys.executable, "-m", "bounce_service", "dev", "--config", str(ROOT / "examples/bounceconfig.yaml"),
          "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--data-dir", str(data_dir)],
@@ -101,3 +102,4 @@ def test_dev_starts_embedded_postgres_prints_a_working_curl_and_stops_everything
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server_url, connect_timeout=2)
     assert Path(data_dir / "pgdata" / "PG_VERSION").exists()
+    shutil.rmtree(data_dir, ignore_errors=True)
