@@ -22,13 +22,15 @@ from .gauges import DatabaseGauges
 from .group_commit import GroupCommitter
 from .http import BodyLimitMiddleware, error
 from .recorder import Recorder
-from .routes import bounces, data, native, ops
+from .providers import build_providers
+from .routes import bounces, data, native, ops, providers
 from .secrets import SecretSource
 
 log = logging.getLogger(__name__)
 
 ROUTES = [
     Route("/webhooks/bounce", native.post_bounce, methods=["POST"]),
+    Route("/webhooks/service/{provider}", providers.post_provider_event, methods=["POST"]),
     Route("/api/bounces", bounces.list_bounces, methods=["GET"]),
     Route("/api/bounces", bounces.delete_bounces, methods=["DELETE"]),
     Route("/api/bounces/export", bounces.export_bounces, methods=["GET"]),
@@ -75,6 +77,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: ServiceConfig) -> Starlette:
+    webhook_providers = build_providers(config.webhooks)  # a bad provider key stops the start (ConfigError)
     db = Database(config.database_url.reveal(), max_size=config.pool_size)
     recorder = Recorder(db, config.actions)
     settings = config.group_commit
@@ -109,6 +112,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     app.state.recorder = committer or recorder
     app.state.auth = Authenticator(config.users)
     app.state.gauges = DatabaseGauges(db, recent_campaigns=config.recent_campaigns, min_sent=config.min_sent)
+    app.state.providers = webhook_providers
     return app
 
 

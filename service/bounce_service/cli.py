@@ -15,6 +15,7 @@ import psycopg
 
 from .config import ConfigError, ServiceConfig, load_config
 from .migrate import migrate
+from .providers import build_providers
 from .secrets import SecretSource
 
 log = logging.getLogger("bounce_service")
@@ -23,7 +24,9 @@ EXIT_CONFIG = 2
 
 
 def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServiceConfig:
-    return load_config(args.config, secrets=SecretSource.default(args.secrets_dir), environ=environ)
+    config = load_config(args.config, secrets=SecretSource.default(args.secrets_dir), environ=environ)
+    build_providers(config.webhooks)  # a provider key that cannot work is a configuration error too
+    return config
 
 
 def _wait_and_migrate(conninfo: str, timeout: float) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from starlette.routing import BaseRoute, Route
 
 from . import __version__
+from .providers import REGISTRY
 
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time"}
@@ -145,6 +146,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Record a bounce (or a JSON array of up to 1,000, atomically); answered after commit.",
         "requestBody": {"oneOf": [ref("BounceInput"), {"type": "array", "items": ref("BounceInput"), "minItems": 1, "maxItems": 1000}]},
         "responses": {"200": TRUE},
+    },
+    ("post", "/webhooks/service/{provider}"): {
+        "summary": "A mail provider's bounce and complaint events in its own format, authenticated by the provider's "
+                   "signature or secret (no API user; docs/providers.md); 401 when that fails, 404 for an unknown or "
+                   "disabled provider, 200 for ignored events; answered after commit.",
+        "parameters": [{"name": "provider", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(REGISTRY)}}],
+        "requestBody": {"description": "The provider's payload, verified over the raw bytes."},
+        "responses": {"200": {"oneOf": [TRUE, {"type": "object", "properties": {"validationResponse": {"type": "string"}},
+                                                "description": "Azure Event Grid subscription handshake."}]}},
     },
     ("get", "/api/bounces"): {
         "summary": "List bounces, filtered, ordered and paginated.",

@@ -146,3 +146,16 @@ def test_cli_check_accepts_the_example():
                      env={"DATABASE_URL": "postgresql://127.0.0.1:1/none", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "valid (3 API users" in result.stdout
+
+
+def test_cli_exits_2_for_a_provider_key_that_cannot_work(tmp_path):
+    (tmp_path / "secrets" / "sendgrid").mkdir(parents=True)
+    (tmp_path / "secrets" / "sendgrid" / "key").write_text("this is not a public key")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"webhooks": {"sendgrid": {
+        "enabled": True, "verificationKey": {"secretRef": {"name": "sendgrid", "key": "key"}}}}}))
+    result = run_cli("check", "--config", str(path), "--secrets-dir", str(tmp_path / "secrets"),
+                     env={"DATABASE_URL": "postgresql://127.0.0.1:1/none", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2, result.stderr
+    assert "spec.webhooks.sendgrid.verificationKey" in result.stderr
+    assert "this is not a public key" not in result.stderr

@@ -1,0 +1,88 @@
+"""Mailgun webhooks (v3 JSON): HMAC-SHA256 (hex) of `timestamp + token` with the webhook signing key.
+
+Replays are refused twice over: a signed timestamp outside `maxAge` and a token seen before (a bounded
+in-memory set per process). The set only guards the signature; what makes redelivery harmless is the
+event key (event id + timestamp, since Mailgun ids are unique only within a day, reference §1.5).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Mapping
+
+from . import _fields as f
+from ._base import Handled, Inbound, Provider
+from ._verify import check_hex_hmac, check_window, refuse
+
+MAX_TOKENS = 100_000
+META_FIELDS = ("event", "severity", "reason", "id", "delivery-status", "tags", "log-level")
+
+
+def classify(event: Mapping[str, Any]) -> str | None:
+    kind = event.get("event")
+    if kind == "complained":
+        return "complaint"
+    if kind != "failed":
+        return None  # accepted, delivered, opened, clicked, unsubscribed, rejected (our API call)
+    reason, severity = event.get("reason"), event.get("severity")
+    status = f.optional_obj(event.get("delivery-status"), "event-data.delivery-status")
+    codes = (str(status.get("enhanced-code", "")), str(status.get("bounce-code", "")), status.get("message"))
+    if reason == "old":
+        return "soft"  # retries exhausted after temporary failures, whatever `severity` says
+    if severity != "permanent":
+        return None  # a deferral: Mailgun retries and reports the outcome later
+    if reason == "suppress-bounce":
+        return "hard"  # re-assertion: the address is on Mailgun's bounce list
+    if reason == "suppress-complaint":
+        return "complaint"
+    if reason == "suppress-unsubscribe":
+        return None
+    if reason == "bounce":
+        # Mailgun's "permanent" also covers ESP policy rejections; those leave the address alive.
+        return "soft" if any(isinstance(c, str) and c.startswith("5.7.") for c in codes) else "hard"
+    return "hard" if f.dead_address(*codes) else "soft"  # generic / delayed bounce: trust only the code
+
+
+class Mailgun(Provider):
+    name = "mailgun"
+
+    def configure(self) -> None:
+        self.key = self.secret("secret").reveal().encode()
+        self.window = self.max_age()
+        self.tokens: OrderedDict[str, float] = OrderedDict()
+
+    def _remember(self, token: str, signed_at: float) -> None:
+        self.tokens[token] = signed_at
+        horizon = self.clock() - self.window
+        # Oldest first: tokens outside the window are refused by the window anyway.
+        while self.tokens and (len(self.tokens) > MAX_TOKENS or next(iter(self.tokens.values())) < horizon):
+            self.tokens.popitem(last=False)
+
+    async def receive(self, inbound: Inbound) -> Handled:
+        payload = f.obj(f.document(inbound.body), "the body")
+        signature = payload.get("signature")
+        if not isinstance(signature, dict):
+            raise refuse(self.name, "missing signature")
+        timestamp, token = signature.get("timestamp"), signature.get("token")
+        if not isinstance(timestamp, str) or not isinstance(token, str) or not token:
+            raise refuse(self.name, "malformed signature")
+        check_hex_hmac(self.name, self.key, timestamp.encode() + token.encode(), signature.get("signature"))
+        signed_at = check_window(self.name, timestamp, self.window, self.clock())
+        if token in self.tokens:
+            raise refuse(self.name, "signature token already used (replay)")
+
+        event = f.obj(payload.get("event-data"), "event-data")
+        kind = classify(event)
+        if kind is None:
+            return Handled(on_commit=lambda: self._remember(token, signed_at))
+        return Handled(
+            [self.event(
+                kind,
+                f.recipient(event.get("recipient"), "event-data.recipient"),
+                key=[f.text(event.get("id"), "event-data.id"), event.get("timestamp")],
+                created_at=f.from_unix(event.get("timestamp"), "event-data.timestamp"),
+                meta=f.pick(event, *META_FIELDS),
+                tracking=[f.optional_obj(event.get("user-variables"), "event-data.user-variables")],
+            )],
+            on_commit=lambda: self._remember(token, signed_at),
+        )

@@ -1,0 +1,119 @@
+"""Mailgun webhooks: HMAC-SHA256 of timestamp + token, a replay cache for tokens, and a window."""
+
+from __future__ import annotations
+
+import secrets as random
+import time
+
+import orjson
+import pytest
+
+from tests.service.providers_helpers import CAMPAIGN, add_campaign, add_subscriber, enable, hex_hmac, post, rows, subscriber_status
+
+KEY = "key-mailgun-webhook-signing"
+
+
+def event_data(**fields) -> dict:
+    base = {"event": "failed", "severity": "permanent", "reason": "bounce", "log-level": "error",
+            "id": "pl271FzxTTmGRW8Uj3dUWw", "timestamp": 1534110422.389832, "recipient": "Invalid@example.com",
+            "recipient-domain": "example.com",
+            "delivery-status": {"code": 550, "enhanced-code": "5.1.1", "attempt-no": 1,
+                                "message": "5.1.1 The email account that you tried to reach does not exist."},
+            "message": {"headers": {"to": "invalid@example.com", "message-id": "20180812214658.1.0DF5@example.org"}},
+            "tags": ["newsletter"], "user-variables": {"campaign_uuid": CAMPAIGN}}
+    return {**base, **fields}
+
+
+def signed(data: dict, key: str = KEY, at: int | None = None, token: str | None = None) -> bytes:
+    stamp = str(int(time.time()) if at is None else at)
+    token = token or random.token_hex(25)
+    signature = {"timestamp": stamp, "token": token, "signature": hex_hmac(key, (stamp + token).encode())}
+    return orjson.dumps({"signature": signature, "event-data": data})
+
+
+@pytest.fixture
+async def mailgun(make_client, secrets):
+    return await enable(make_client, secrets, "mailgun", secret=KEY)
+
+
+async def send(client, content: bytes):
+    return await post(client, "mailgun", content, {"Content-Type": "application/json"})
+
+
+async def test_a_permanent_failure_is_recorded_with_campaign_time_and_meta(mailgun, db):
+    add_campaign(db)
+    assert (await send(mailgun, signed(event_data()))).status_code == 200
+    (row,) = rows(db)
+    assert (row["email"], row["type"], row["source"], row["campaign"]) == ("invalid@example.com", "hard", "mailgun", CAMPAIGN)
+    assert row["created_at"].timestamp() == pytest.approx(1534110422.389832)
+    assert row["meta"]["delivery-status"]["enhanced-code"] == "5.1.1" and row["meta"]["reason"] == "bounce"
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"event": "complained", "severity": None, "reason": None}, "complaint"),
+    ({"reason": "suppress-bounce", "delivery-status": {"code": 605}}, "hard"),
+    ({"reason": "suppress-complaint"}, "complaint"),
+    ({"reason": "bounce", "delivery-status": {"code": 550, "enhanced-code": "5.7.1", "message": "rejected by policy"}}, "soft"),
+    ({"reason": "generic", "delivery-status": {"bounce-code": "5.1.1"}}, "hard"),
+    ({"reason": "generic", "delivery-status": {"bounce-code": "5.2.2"}}, "soft"),
+    ({"reason": "old", "severity": "temporary"}, "soft"),
+    ({"reason": "old", "severity": "permanent"}, "soft"),
+])
+async def test_failure_mapping(mailgun, db, fields, expected):
+    assert (await send(mailgun, signed(event_data(**fields)))).status_code == 200
+    assert [r["type"] for r in rows(db)] == [expected]
+
+
+@pytest.mark.parametrize("fields", [
+    {"event": "delivered"}, {"event": "opened"}, {"event": "accepted"}, {"event": "rejected"},
+    {"severity": "temporary", "reason": "greylisted"}, {"reason": "suppress-unsubscribe"},
+])
+async def test_non_bounces_and_deferrals_are_ignored(mailgun, db, fields):
+    assert (await send(mailgun, signed(event_data(**fields)))).status_code == 200
+    assert rows(db) == []
+
+
+async def test_a_resigned_redelivery_is_recorded_once_and_fires_once(mailgun, db):
+    sub = add_subscriber(db, "invalid@example.com")
+    assert (await send(mailgun, signed(event_data()))).status_code == 200
+    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (sub,))
+    assert (await send(mailgun, signed(event_data()))).status_code == 200  # new token, same event
+    assert len(rows(db)) == 1 and subscriber_status(db, sub) == "enabled"
+
+
+async def test_a_replayed_token_is_401(mailgun, db):
+    content = signed(event_data())
+    assert (await send(mailgun, content)).status_code == 200
+    response = await send(mailgun, content)
+    assert response.status_code == 401 and response.json()["message"] == "signature token already used (replay)"
+
+
+async def test_a_token_is_only_spent_by_a_committed_request(mailgun, db):
+    token = random.token_hex(25)
+    broken = signed(event_data(recipient="not an address"), token=token)
+    assert (await send(mailgun, broken)).status_code == 400
+    assert (await send(mailgun, signed(event_data(), token=token))).status_code == 200
+
+
+async def test_forged_and_stale_requests_are_401(mailgun, db):
+    now = int(time.time())
+    for content in (
+        orjson.dumps({"event-data": event_data()}),
+        signed(event_data(), key="the-api-key-not-the-signing-key"),
+        signed(event_data(), at=now - 10 * 3600),  # beyond the 9h default window
+        signed(event_data(), at=now + 3600 * 10),
+        orjson.dumps({"signature": {"timestamp": str(now), "token": "t", "signature": "00"}, "event-data": event_data()}),
+        orjson.dumps({"signature": "x", "event-data": event_data()}),
+    ):
+        assert (await send(mailgun, content)).status_code == 401
+    assert rows(db) == []
+
+
+async def test_the_replay_cache_is_bounded(make_client, secrets, db, monkeypatch):
+    from bounce_service.providers import mailgun as module
+
+    monkeypatch.setattr(module, "MAX_TOKENS", 3)
+    client = await enable(make_client, secrets, "mailgun", secret=KEY)
+    for index in range(5):
+        assert (await send(client, signed(event_data(event="delivered", id=str(index))))).status_code == 200
+    assert len(client.app.state.providers["mailgun"].tokens) == 3
