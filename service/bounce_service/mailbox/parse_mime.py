@@ -1,0 +1,163 @@
+"""Split a bounce into its report texts, DSN / feedback fields and the returned original.
+
+Everything here is bounded (part count, depth, decoded size) because the input is hostile: a
+bounce is mail anyone on the internet can send us.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import HeaderParser
+
+MAX_PARTS = 64
+MAX_BLOCKS = 500  # DSN field groups: one per recipient
+MAX_DEPTH = 8
+MAX_TEXT = 256 * 1024
+
+_TAG = re.compile(r"<[^<>]{0,2000}>")
+_ORIGINAL_HEADER_TYPES = frozenset({"text/rfc822-headers", "text/rfc822-header", "text/rfc822"})
+_ORIGINAL_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/rfc822-headers"})
+_DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_FEEDBACK_TYPES = frozenset({"message/feedback-report"})
+_HEADER_PARSER = HeaderParser(policy=email.policy.compat32)
+
+
+@dataclass(slots=True)
+class Sections:
+    """The parts of a bounce, by role."""
+
+    report_texts: list[str] = field(default_factory=list)
+    html_texts: list[str] = field(default_factory=list)
+    dsn_texts: list[str] = field(default_factory=list)
+    feedback_texts: list[str] = field(default_factory=list)
+    originals: list[Message] = field(default_factory=list)
+
+    @property
+    def report_text(self) -> str:
+        """Human-readable report; HTML only stands in when there is no plain text."""
+        return "\n\n".join(self.report_texts or self.html_texts)
+
+
+def header(msg: Message, name: str) -> str:
+    """Header value as ``str``; compat32 may hand back ``Header`` objects for 8-bit values."""
+    value = msg.get(name)
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode with the declared charset, falling back to UTF-8 for unknown or bogus declarations."""
+    data = data[:MAX_TEXT]
+    if charset:
+        try:
+            return data.decode(charset, "replace")
+        except (LookupError, ValueError):  # unknown codec, or a non-text one such as "base64"
+            pass
+    return data.decode("utf-8", "replace")
+
+
+def part_text(part: Message) -> str:
+    """Decoded body of a leaf part (transfer encoding and charset undone)."""
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        try:
+            charset = part.get_content_charset()
+        except (ValueError, LookupError):  # unparseable charset parameter
+            charset = None
+        return decode_bytes(payload, charset)
+    raw = part.get_payload()
+    return raw[:MAX_TEXT] if isinstance(raw, str) else ""
+
+
+def html_to_text(text: str) -> str:
+    """Good enough HTML stripping to find addresses and status phrases."""
+    return html.unescape(_TAG.sub("\n", text))
+
+
+def fields_text(part: Message) -> str:
+    """compat32 parses message/delivery-status and feedback-report bodies into header blocks."""
+    payload = part.get_payload()
+    if isinstance(payload, str):
+        return part_text(part)
+    blocks = []
+    for block in payload[:MAX_BLOCKS]:
+        if not isinstance(block, Message):
+            continue
+        lines = [f"{k}: {v if isinstance(v, str) else str(v)}" for k, v in block.items()]
+        body = block.get_payload()
+        if isinstance(body, str) and body.strip():
+            lines.append(body[:MAX_TEXT])  # fields after a stray blank line end up in the body
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def parse_headers_text(text: str) -> Message:
+    """A text/rfc822-headers body as a Message (headers only)."""
+    return _HEADER_PARSER.parsestr(text.lstrip("\r\n")[:MAX_TEXT], headersonly=True)
+
+
+def _original_of(part: Message) -> Message | None:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return next((p for p in payload if isinstance(p, Message)), None)
+    if isinstance(payload, str):
+        return parse_headers_text(part_text(part))
+    return None
+
+
+def split(msg: Message) -> Sections:
+    """Walk the MIME tree (bounded) and sort each part into a :class:`Sections` role.
+
+    Returned originals are not descended into: a bounce quoting an older bounce must not report
+    the older one's recipients.
+    """
+    out = Sections()
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    seen = 0
+    while stack and seen < MAX_PARTS:
+        part, depth = stack.pop()
+        seen += 1
+        ctype = part.get_content_type()
+        payload = part.get_payload()
+        if ctype in _DSN_TYPES:
+            out.dsn_texts.append(fields_text(part))
+        elif ctype in _FEEDBACK_TYPES:
+            out.feedback_texts.append(fields_text(part))
+        elif ctype in _ORIGINAL_MESSAGE_TYPES or ctype in _ORIGINAL_HEADER_TYPES:
+            original = _original_of(part)
+            if original is not None:
+                out.originals.append(original)
+        elif isinstance(payload, list):
+            if depth < MAX_DEPTH:
+                stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+        elif ctype == "text/html":
+            out.html_texts.append(html_to_text(part_text(part)))
+        elif part.get_content_maintype() in ("text", "multipart"):  # multipart here: a boundary-less body
+            out.report_texts.append(part_text(part))
+    return out
+
+
+def parse_message(raw: bytes) -> Message:
+    """compat32 is several times faster than policy.default and tolerant of broken input.
+
+    The stdlib parser recurses once per MIME nesting level, so absurdly nested input raises
+    RecursionError; the top-level headers with the body as plain text are still worth reading.
+    """
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:
+        return _flat(raw)
+
+
+def _flat(raw: bytes) -> Message:
+    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    msg = _HEADER_PARSER.parsestr(head.decode("ascii", "surrogateescape"), headersonly=True)
+    del msg["Content-Type"], msg["Content-Transfer-Encoding"]
+    msg.set_payload(decode_bytes(body, "utf-8"))
+    return msg
