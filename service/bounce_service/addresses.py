@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from email.utils import parseaddr
 
-_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9\[]([A-Za-z0-9.:\-\]]*[A-Za-z0-9\]])?$")
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\\x00-\x1f\x7f]+@[A-Za-z0-9\[]([A-Za-z0-9.:\-\]]*[A-Za-z0-9\]])?$")
 MAX_ADDRESS = 254
 
 

@@ -7,6 +7,7 @@ import os
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -70,6 +71,12 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return error(503, "database unavailable, retry later", {"Retry-After": "5"})
 
 
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    # PostgreSQL refuses some values JSON allows (a NUL character in text or JSONB, say): that is bad input.
+    log.info("refused unstorable value on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return error(400, "Invalid data: a value cannot be stored (NUL characters, for one, are not allowed)")
+
+
 async def _internal(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log only; the client learns nothing about the internals.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -99,7 +106,12 @@ def create_app(config: ServiceConfig) -> Starlette:
                 await committer.stop()
             await db.close()
 
-    handlers: dict = {ApiError: _api_error, HTTPException: _http_error, Exception: _internal}
+    handlers: dict = {
+        ApiError: _api_error,
+        HTTPException: _http_error,
+        psycopg.DataError: _unstorable,
+        Exception: _internal,
+    }
     handlers.update({kind: _unavailable for kind in UNAVAILABLE})
     app = Starlette(
         routes=list(ROUTES),

@@ -208,12 +208,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Create or update a subscriber (by e-mail) and its list memberships.",
         "requestBody": ref("SubscriberInput"),
         "responses": {"200": envelope(ref("Subscriber"))},
+        "errors": {"409": "The uuid belongs to another subscriber."},
     },
     ("post", "/api/subscribers/import"): {
         "summary": "Import subscribers from NDJSON, one per line, all or nothing.",
         "requestBody": {"type": "string", "contentMediaType": "application/x-ndjson"},
         "contentType": "application/x-ndjson",
         "responses": {"200": envelope({"type": "object", "properties": {"imported": {"type": "integer"}}})},
+        "errors": {"409": "A uuid belongs to another subscriber."},
     },
     ("get", "/api/subscribers/{id}"): {"summary": "One subscriber with its lists.", "parameters": [ID_PARAM], "responses": {"200": envelope(ref("Subscriber"))}},
     ("post", "/api/lists"): {"summary": "Create or update a list (by uuid).", "requestBody": ref("ListInput"), "responses": {"200": envelope(ref("List"))}},
@@ -241,7 +243,7 @@ def _responses(spec: dict[str, Any], secured: bool) -> dict[str, Any]:
     for status, body in spec["responses"].items():
         content = body.get("content") or {"application/json": {"schema": body}}
         responses[status] = {"description": "OK", "content": content}
-    errors = dict(COMMON_ERRORS)
+    errors = {**COMMON_ERRORS, **spec.get("errors", {})}
     if secured:
         errors.update({"401": "Missing or wrong credentials.", "403": "Missing permission."})
     for status, description in errors.items():

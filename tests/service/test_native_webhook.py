@@ -98,6 +98,15 @@ async def test_invalid_bodies_are_400_and_write_nothing(client, db, body, messag
     assert rows(db) == []
 
 
+@pytest.mark.parametrize("field, value", [("source", "a\u0000b"), ("meta", {"smtp": "550\u0000"}),
+                                          ("email", "a\u0000@example.com")])
+async def test_values_postgresql_cannot_store_are_400(client, db, field, value):
+    body = {"email": "nul@example.com", "type": "hard", "source": "api", field: value}
+    response = await post(client, body)
+    assert response.status_code == 400 and response.json()["message"].startswith("Invalid")
+    assert rows(db) == []
+
+
 async def test_malformed_json_is_400(client, db):
     response = await post(client, b'{"email": ')
     assert response.status_code == 400 and response.json()["message"].startswith("Invalid data: ")

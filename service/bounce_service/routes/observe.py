@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 
+import psycopg
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,6 +34,9 @@ def observed(provider: str):
                 raise
             except UNAVAILABLE:
                 status = 503
+                raise
+            except psycopg.DataError:
+                status = 400  # app.py answers a value PostgreSQL cannot store as bad input
                 raise
             finally:
                 metrics.WEBHOOK_REQUESTS.labels(provider=provider, status=str(status)).inc()
