@@ -1,0 +1,229 @@
+"""The real operator (a `bounce-operator` process) against the emulated cluster: lifecycle scenarios.
+
+Every test has its own namespace in one cluster served by one operator; waits poll for a condition
+with a deadline (`eventually`), never sleep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cluster import Cluster
+from .conftest import Api, Operator, bounceconfig, condition, create_secrets, eventually
+
+MAILBOX = {"name": "returns", "host": "pop.example.com", "auth": "none", "scanInterval": "15m"}
+
+
+async def wait_ready(api: Api, namespace: str, name: str, generation: int = 1) -> dict[str, Any]:
+    async def ready() -> dict[str, Any] | None:
+        body = await api.bounceconfig(namespace, name)
+        ok = condition(body, "Ready").get("status") == "True" and body["status"].get("observedGeneration") == generation
+        return body if ok else None
+
+    return await eventually(ready, what=f"{namespace}/{name} Ready at generation {generation}")
+
+
+async def ready_config(api: Api, namespace: str) -> dict[str, Any]:
+    """The Secrets and a BounceConfig `mail` with one mailbox, once the operator reports it Ready."""
+    await create_secrets(api, namespace)
+    await api.create(bounceconfig("mail", namespace, mailboxes=[MAILBOX]))
+    return await wait_ready(api, namespace, "mail")
+
+
+async def wait_degraded(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    async def degraded() -> dict[str, Any]:
+        return condition(await api.bounceconfig(namespace, name), "Degraded")
+
+    return await eventually(degraded, what=f"{namespace}/{name} to report a Degraded condition")
+
+
+async def child(api: Api, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return await api.get(api_version, kind, namespace, name)
+
+
+async def test_a_bounceconfig_gets_its_children_and_a_ready_status(api: Api, operator: Operator, namespace: str) -> None:
+    await create_secrets(api, namespace)
+    spec = {"mailboxes": [MAILBOX, {**MAILBOX, "name": "fbl", "scanInterval": "24h"}],
+            "service": {"ingress": {"enabled": True, "host": "bounces.example.com"}}}
+    created = await api.create(bounceconfig("mail", namespace, **spec))
+
+    body = await wait_ready(api, namespace, "mail")
+    status = body["status"]
+    assert status["url"] == "http://bounces.example.com"
+    assert status["mailboxCount"] == 2
+    assert status["mailboxes"] == [{"name": "returns", "schedule": "*/15 * * * *"},
+                                   {"name": "fbl", "schedule": "0 0 * * *"}]
+    assert condition(body, "Ready")["reason"] == "Available"
+    assert condition(body, "Degraded") | {"lastTransitionTime": None} == {
+        "type": "Degraded", "status": "False", "reason": "Reconciled", "message": "every child matches the spec",
+        "observedGeneration": 1, "lastTransitionTime": None}
+
+    children = [("v1", "ConfigMap", "mail-config"), ("apps/v1", "Deployment", "mail"), ("v1", "Service", "mail"),
+                ("networking.k8s.io/v1", "Ingress", "mail"), ("batch/v1", "CronJob", "mail-returns"),
+                ("batch/v1", "CronJob", "mail-fbl"), ("monitoring.coreos.com/v1", "ServiceMonitor", "mail"),
+                ("monitoring.coreos.com/v1", "PrometheusRule", "mail")]
+    for api_version, kind, name in children:
+        obj = await child(api, api_version, kind, namespace, name)
+        assert obj is not None, f"{kind} {name} missing"
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
+
+    events = [e for (resource, ns, _), e in api.cluster.objects.items()
+              if resource.plural == "events" and ns == namespace and not e.deleted]
+    assert any(e["reason"] == "Created" and "Deployment mail" in e["message"] for e in events)
+
+
+async def test_spec_changes_reach_the_children(api: Api, operator: Operator, namespace: str) -> None:
+    await ready_config(api, namespace)
+    before = await child(api, "apps/v1", "Deployment", namespace, "mail")
+
+    await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail", {"spec": {
+        "mailboxes": [{**MAILBOX, "scanInterval": "1h"}, {**MAILBOX, "name": "fbl"}],
+        "service": {"replicas": 3, "ingress": {"enabled": True, "host": "bounces.example.com"}},
+    }})
+    body = await wait_ready(api, namespace, "mail", generation=2)
+    assert body["status"]["mailboxes"] == [{"name": "returns", "schedule": "0 * * * *"},
+                                           {"name": "fbl", "schedule": "*/15 * * * *"}]
+    assert (await child(api, "batch/v1", "CronJob", namespace, "mail-returns"))["spec"]["schedule"] == "0 * * * *"
+    assert await child(api, "batch/v1", "CronJob", namespace, "mail-fbl") is not None
+    assert await child(api, "networking.k8s.io/v1", "Ingress", namespace, "mail") is not None
+    after = await child(api, "apps/v1", "Deployment", namespace, "mail")
+    assert after["spec"]["replicas"] == 3
+    annotation = "bounce-operator.io/checksum"
+    # The config changed, so the pods roll.
+    assert after["spec"]["template"]["metadata"]["annotations"][annotation] != \
+        before["spec"]["template"]["metadata"]["annotations"][annotation]
+
+    await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail", {"spec": {
+        "mailboxes": [{**MAILBOX, "name": "fbl"}], "service": {"ingress": {"enabled": False}},
+    }})
+    body = await wait_ready(api, namespace, "mail", generation=3)
+    assert body["status"]["mailboxCount"] == 1
+    assert await child(api, "batch/v1", "CronJob", namespace, "mail-returns") is None
+    assert await child(api, "networking.k8s.io/v1", "Ingress", namespace, "mail") is None
+    assert body["status"]["url"] == f"http://mail.{namespace}.svc"
+
+
+async def test_deleted_and_edited_children_are_restored(api: Api, operator: Operator, namespace: str) -> None:
+    await ready_config(api, namespace)
+    deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")
+
+    await api.delete("apps/v1", "Deployment", namespace, "mail")
+    restored = await eventually(lambda: child(api, "apps/v1", "Deployment", namespace, "mail"), what="Deployment back")
+    assert restored["metadata"]["uid"] != deployment["metadata"]["uid"]
+    assert restored["spec"] == deployment["spec"]
+
+    await api.patch("batch/v1", "CronJob", namespace, "mail-returns", {
+        "metadata": {"labels": {"team": "mail"}}, "spec": {"schedule": "0 3 * * *"}})
+
+    async def schedule_restored() -> dict[str, Any] | None:
+        cronjob = await child(api, "batch/v1", "CronJob", namespace, "mail-returns")
+        return cronjob if cronjob["spec"]["schedule"] == "*/15 * * * *" else None
+
+    cronjob = await eventually(schedule_restored, what="the CronJob's schedule restored")
+    assert cronjob["metadata"]["labels"]["team"] == "mail"  # a merge patch keeps what it does not own
+
+    await api.patch("v1", "ConfigMap", namespace, "mail-config", {"data": {"bounceconfig.yaml": "{}"}})
+
+    async def config_restored() -> bool:
+        config_map = await child(api, "v1", "ConfigMap", namespace, "mail-config")
+        return config_map["data"]["bounceconfig.yaml"] != "{}"
+
+    await eventually(config_restored, what="the ConfigMap restored")
+
+
+async def test_a_missing_secret_degrades_until_it_is_created(api: Api, operator: Operator, namespace: str) -> None:
+    await api.secret(namespace, "bounce-api", {"admin": "admin-token"})
+    await api.create(bounceconfig("mail", namespace))
+
+    problem = await wait_degraded(api, namespace, "mail")
+    assert problem["status"] == "True" and problem["reason"] == "SecretMissing"
+    assert problem["message"] == "Secret bounce-db not found (referenced by spec.database.url)"
+    ready = condition(await api.bounceconfig(namespace, "mail"), "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "SecretMissing"
+    # The children exist anyway: the kubelet starts the pods once the Secret appears.
+    deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")
+    checksum = deployment["spec"]["template"]["metadata"]["annotations"]["bounce-operator.io/checksum"]
+
+    await api.secret(namespace, "bounce-db", {"url": "postgresql://bounce@db/bounce"})
+    body = await wait_ready(api, namespace, "mail")
+    assert condition(body, "Degraded")["status"] == "False"
+    deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")
+    rolled = deployment["spec"]["template"]["metadata"]["annotations"]["bounce-operator.io/checksum"]
+    assert rolled != checksum
+
+    # A changed value rolls the pods again.
+    await api.patch("v1", "Secret", namespace, "bounce-db", {"data": {"url": "cG9zdGdyZXNxbDovL290aGVy"}})
+
+    async def rolled_again() -> bool:
+        deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")
+        return deployment["spec"]["template"]["metadata"]["annotations"]["bounce-operator.io/checksum"] != rolled
+
+    await eventually(rolled_again, what="a rollout after the Secret changed")
+
+
+async def test_an_invalid_schedule_is_reported_and_nothing_is_applied(api: Api, operator: Operator, namespace: str) -> None:
+    await create_secrets(api, namespace)
+    # The CRD's CEL rule refuses 7m on a real API server; the emulator lets it through, as an old one would.
+    await api.create(bounceconfig("mail", namespace, mailboxes=[{**MAILBOX, "scanInterval": "7m"}]))
+
+    problem = await wait_degraded(api, namespace, "mail")
+    assert problem["reason"] == "InvalidSchedule"
+    assert problem["message"].startswith("spec.mailboxes[0].scanInterval: scanInterval must be whole minutes dividing")
+    assert await child(api, "apps/v1", "Deployment", namespace, "mail") is None
+
+
+async def test_a_name_taken_by_someone_else_is_left_alone(api: Api, operator: Operator, namespace: str) -> None:
+    await create_secrets(api, namespace)
+    theirs = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mail", "namespace": namespace},
+              "spec": {"ports": [{"port": 5432}]}}
+    await api.create(theirs)
+    await api.create(bounceconfig("mail", namespace))
+
+    problem = await wait_degraded(api, namespace, "mail")
+    assert problem["reason"] == "NameConflict"
+    assert "Service mail already exists and is not controlled by BounceConfig mail" in problem["message"]
+    assert (await child(api, "v1", "Service", namespace, "mail"))["spec"] == {"ports": [{"port": 5432}]}
+    assert await child(api, "apps/v1", "Deployment", namespace, "mail") is not None
+
+
+async def test_a_deleted_bounceconfig_is_not_resurrected(api: Api, operator: Operator, namespace: str) -> None:
+    await ready_config(api, namespace)
+
+    # The emulator's garbage collector deletes the children by their owner reference, as the API server's does.
+    await api.delete("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail")
+    gone = [("apps/v1", "Deployment", "mail"), ("v1", "ConfigMap", "mail-config"), ("batch/v1", "CronJob", "mail-returns")]
+
+    async def all_gone() -> bool:
+        return all([await child(api, v, k, namespace, n) is None for v, k, n in gone])
+
+    await eventually(all_gone, what="the children collected")
+    # Once a later BounceConfig is Ready, the operator has handled the deletions: nothing came back.
+    await api.create(bounceconfig("later", namespace))
+    await wait_ready(api, namespace, "later")
+    assert await all_gone()
+
+
+def rbac_request(request: Any) -> tuple[str, str, str] | None:
+    """(API group, resource[/subresource], verb) of an API request, as RBAC sees it."""
+    if request.resource is None or not request.resource.plural:
+        return None  # discovery, allowed to every authenticated user
+    resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+    method = request.method.value
+    if method == "GET":
+        verb = "watch" if request.params.get("watch") == "true" else "get" if request.name else "list"
+    else:
+        verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "PUT": "update"}[method]
+    return request.resource.group, resource, verb
+
+
+def test_the_operator_stays_within_its_rbac(cluster: Cluster, operator: Operator) -> None:
+    """Every request the operator made in the tests above is allowed by the ClusterRole in deploy/."""
+    from bounce_operator.manifests import operator_manifests
+
+    (role,) = [m for m in operator_manifests() if m["kind"] == "ClusterRole"]
+    allowed = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    made = {rbac_request(r) for r in cluster if not r.headers.get("User-Agent", "").startswith("kmock/")} - {None}
+    assert len(made) > 10
+    assert made <= allowed, made - allowed

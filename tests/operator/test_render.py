@@ -1,0 +1,240 @@
+"""The pure render functions, without a cluster: every child they produce, checked against real schemas."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bounce_operator.alerts import alert_rules
+from bounce_operator.refs import SecretKey, all_refs, scanner_refs, service_refs
+from bounce_operator.render import (
+    CHECKSUM_ANNOTATION,
+    Owner,
+    checksum,
+    config_document,
+    cronjob_name,
+    render_children,
+    render_cronjob,
+    render_deployment,
+    service_url,
+)
+from bounce_operator.schedule import InvalidSchedule, cron_schedule
+from bounce_service.schema import validate_spec
+
+from .schemas import schema_errors
+
+ROOT = Path(__file__).resolve().parents[2]
+OWNER = Owner("newsletters", "mail", "0b5e7c3a-0000-4000-8000-000000000001")
+MONITORING = frozenset({"ServiceMonitor", "PrometheusRule"})
+
+
+def full_spec() -> dict[str, Any]:
+    spec, violations = validate_spec(yaml.safe_load((ROOT / "examples/bounceconfig-full.yaml").read_text())["spec"])
+    assert not violations
+    return spec
+
+
+def minimal_spec() -> dict[str, Any]:
+    spec, violations = validate_spec({"database": {"url": {"secretRef": {"name": "db", "key": "url"}}}})
+    assert not violations
+    return spec
+
+
+def by_kind(children: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for child in children:
+        kinds.setdefault(child["kind"], []).append(child)
+    return kinds
+
+
+def pod_spec(child: dict[str, Any]) -> dict[str, Any]:
+    template = child["spec"]["jobTemplate"]["spec"]["template"] if child["kind"] == "CronJob" else child["spec"]["template"]
+    return template["spec"]
+
+
+def mounted_secrets(child: dict[str, Any]) -> set[str]:
+    volumes = {v["name"]: v for v in pod_spec(child)["volumes"]}
+    if "secrets" not in volumes:
+        return set()
+    return {item["path"] for source in volumes["secrets"]["projected"]["sources"] for item in source["secret"]["items"]}
+
+
+@pytest.mark.parametrize(
+    ("interval", "schedule"),
+    [("1m", "* * * * *"), ("5m", "*/5 * * * *"), ("15m", "*/15 * * * *"), ("30m", "*/30 * * * *"),
+     ("60m", "0 * * * *"), ("1h", "0 * * * *"), ("2h", "0 */2 * * *"), ("6h", "0 */6 * * *"),
+     ("12h", "0 */12 * * *"), ("24h", "0 0 * * *"), ("1440m", "0 0 * * *"), ("120s", "*/2 * * * *")],
+)
+def test_scan_interval_becomes_a_cron_schedule(interval: str, schedule: str) -> None:
+    assert cron_schedule(interval) == schedule
+
+
+@pytest.mark.parametrize("interval", ["30s", "90s", "7m", "45m", "90m", "5h", "48h", "1h30m", "0m", "soon"])
+def test_intervals_without_an_even_cron_rhythm_are_refused(interval: str) -> None:
+    with pytest.raises(InvalidSchedule):
+        cron_schedule(interval)
+
+
+@pytest.mark.parametrize("spec", [full_spec(), minimal_spec()], ids=["full", "minimal"])
+@pytest.mark.parametrize("monitoring", [MONITORING, frozenset()], ids=["monitoring", "no-monitoring"])
+def test_every_child_is_valid_for_its_kind(spec: dict[str, Any], monitoring: frozenset[str]) -> None:
+    children = render_children(OWNER, spec, {}, monitoring)
+    assert {kind: len(items) for kind, items in by_kind(children).items()} == {
+        "ConfigMap": 1, "Deployment": 1, "Service": 1,
+        **({"Ingress": 1, "CronJob": 2} if spec["mailboxes"] else {}),
+        **({"ServiceMonitor": 1, "PrometheusRule": 1} if monitoring else {}),
+    }
+    for child in children:
+        assert schema_errors(child) == [], child["kind"]
+
+
+def test_the_schema_check_itself_refuses_unknown_fields() -> None:
+    children = by_kind(render_children(OWNER, full_spec(), {}, MONITORING))
+    deployment = copy.deepcopy(children["Deployment"][0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    monitor = copy.deepcopy(children["ServiceMonitor"][0])
+    monitor["spec"]["endpoints"][0]["scrapeEvery"] = "30s"
+    assert schema_errors(deployment) and schema_errors(monitor)
+
+
+def test_every_child_is_owned_labelled_and_namespaced() -> None:
+    for child in render_children(OWNER, full_spec(), {}, MONITORING):
+        meta = child["metadata"]
+        assert meta["namespace"] == "mail"
+        assert meta["ownerReferences"] == [{
+            "apiVersion": "bounce-operator.io/v1alpha1", "kind": "BounceConfig", "name": "newsletters",
+            "uid": OWNER.uid, "controller": True, "blockOwnerDeletion": True,
+        }]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "bounce-operator"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "newsletters"
+
+
+def test_pods_are_locked_down() -> None:
+    workloads = [c for c in render_children(OWNER, full_spec(), {}, MONITORING) if c["kind"] in ("Deployment", "CronJob")]
+    assert len(workloads) == 3
+    for workload in workloads:
+        pod = pod_spec(workload)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        (container,) = pod["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+
+
+def test_the_service_gets_probes_config_and_only_its_own_secrets() -> None:
+    spec = full_spec()
+    deployment = render_deployment(OWNER, spec, "c0ffee")
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["command"] == [
+        "bounce-service", "serve", "--host", "0.0.0.0", "--port", "8080",
+        "--config", "/etc/bounce-operator/config/bounceconfig.yaml", "--secrets-dir", "/etc/bounce-operator/secrets",
+    ]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 150  # outlasts serve's 120 s database wait
+    assert deployment["spec"]["replicas"] == 3
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {CHECKSUM_ANNOTATION: "c0ffee"}
+    assert mounted_secrets(deployment) == {
+        "bounce-db/url", "bounce-api/admin", "bounce-api/mailer", "bounce-providers/sendgrid-key",
+        "bounce-providers/postmark-password", "bounce-providers/mailgun-signing-key",
+    }
+
+
+def test_each_scanner_runs_its_mailbox_on_schedule_with_its_own_password() -> None:
+    spec = full_spec()
+    returns, feedback = (render_cronjob(OWNER, spec, index) for index in (0, 1))
+    assert returns["metadata"]["name"] == "newsletters-returns"
+    assert returns["spec"]["schedule"] == "*/15 * * * *"
+    assert feedback["spec"]["schedule"] == "0 * * * *"
+    assert returns["spec"]["concurrencyPolicy"] == "Forbid"
+    assert returns["spec"]["startingDeadlineSeconds"] == 900
+    assert returns["spec"]["successfulJobsHistoryLimit"] == returns["spec"]["failedJobsHistoryLimit"] == 3
+    (container,) = pod_spec(returns)["containers"]
+    assert container["command"][:2] == ["bounce-service", "scan"]
+    assert container["command"][-2:] == ["--mailbox", "returns"]
+    assert "bounce-mailboxes/pop3" in mounted_secrets(returns)
+    assert "bounce-mailboxes/imap" not in mounted_secrets(returns)
+    assert "bounce-db/url" in mounted_secrets(returns)  # `scan` loads the whole config, like `serve`
+
+
+def test_secret_refs_skip_disabled_providers() -> None:
+    spec = full_spec()
+    spec["webhooks"]["mailgun"]["enabled"] = False
+    assert SecretKey("bounce-providers", "mailgun-signing-key") not in service_refs(spec)
+    assert scanner_refs(spec, 1)[SecretKey("bounce-mailboxes", "imap")] == "spec.mailboxes[1].password"
+    assert set(all_refs(spec)) == set(service_refs(spec)) | {SecretKey("bounce-mailboxes", "pop3"),
+                                                            SecretKey("bounce-mailboxes", "imap")}
+
+
+def test_a_minimal_spec_mounts_only_the_database_url() -> None:
+    assert mounted_secrets(render_deployment(OWNER, minimal_spec(), "c0ffee")) == {"db/url"}
+
+
+def test_long_cronjob_names_are_shortened_stably() -> None:
+    owner = Owner("a-very-long-bounceconfig-name-for-a-team", "mail", "u")
+    name = cronjob_name(owner, "feedback-loop-mailbox-number-1")
+    assert len(name) <= 52 and name == cronjob_name(owner, "feedback-loop-mailbox-number-1")
+    assert name != cronjob_name(owner, "feedback-loop-mailbox-number-2")
+    assert cronjob_name(OWNER, "returns") == "newsletters-returns"
+
+
+def test_checksum_follows_config_and_secret_values() -> None:
+    config = config_document(minimal_spec())
+    base = checksum(config, {SecretKey("db", "url"): "postgresql://a"})
+    assert base == checksum(config, {SecretKey("db", "url"): "postgresql://a"})
+    assert base != checksum(config, {SecretKey("db", "url"): "postgresql://b"})
+    assert base != checksum(config, {SecretKey("db", "url"): None})
+    assert base != checksum(config + "#", {SecretKey("db", "url"): "postgresql://a"})
+
+
+def test_config_map_holds_the_defaulted_spec_the_service_loads() -> None:
+    spec = full_spec()
+    (config_map,) = by_kind(render_children(OWNER, spec, {}, frozenset()))["ConfigMap"]
+    assert config_map["metadata"]["name"] == "newsletters-config"
+    assert yaml.safe_load(config_map["data"]["bounceconfig.yaml"]) == spec
+
+
+def test_url_follows_the_ingress() -> None:
+    spec = full_spec()
+    assert service_url(OWNER, spec) == "https://bounces.example.com"
+    del spec["service"]["ingress"]["tlsSecretName"]
+    assert service_url(OWNER, spec) == "http://bounces.example.com"
+    spec["service"]["ingress"]["enabled"] = False
+    assert service_url(OWNER, spec) == "http://newsletters.mail.svc"
+
+
+def test_ingress_routes_the_host_to_the_service_with_tls() -> None:
+    (ingress,) = by_kind(render_children(OWNER, full_spec(), {}, frozenset()))["Ingress"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": ["bounces.example.com"], "secretName": "bounces-example-com-tls"}]
+    assert ingress["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"}
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend == {"service": {"name": "newsletters", "port": {"name": "http"}}}
+
+
+def test_monitoring_follows_the_spec_switches() -> None:
+    spec = full_spec()
+    spec["service"]["metrics"]["prometheusRule"] = False
+    kinds = by_kind(render_children(OWNER, spec, {}, MONITORING))
+    assert "PrometheusRule" not in kinds
+    (monitor,) = kinds["ServiceMonitor"]
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "service"
+
+
+def test_alert_rules_watch_this_service_bounce_rate() -> None:
+    (group,) = alert_rules("newsletters", "mail")
+    (rule,) = group["rules"]
+    assert rule["alert"] == "BounceRateHigh"
+    assert 'namespace="mail", service="newsletters"' in rule["expr"]
+    assert rule["expr"].endswith("> 0.05")

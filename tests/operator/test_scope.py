@@ -1,0 +1,39 @@
+"""A namespaced operator on a cluster without the Prometheus operator: its namespaces only, no monitoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+
+import kmock
+import pytest
+
+from .cluster import BUILTIN, Cluster
+from .conftest import Api, Operator, bounceconfig, create_secrets
+from .test_e2e import child, wait_ready
+
+
+@pytest.fixture(scope="module")
+async def cluster() -> AsyncIterator[Cluster]:
+    async with Cluster() as emulator, kmock.Server(emulator):
+        emulator.serve(BUILTIN)
+        yield emulator
+
+
+async def test_namespaced_operator_serves_only_its_namespaces(api: Api, cluster: Cluster, tmp_path: Path) -> None:
+    operator = await Operator(cluster, tmp_path, "--namespace", "team-a", "--namespace", "team-b").start()
+    try:
+        for namespace in ("elsewhere", "team-a", "team-b"):
+            await create_secrets(api, namespace)
+            await api.create(bounceconfig("mail", namespace))
+        for namespace in ("team-a", "team-b"):
+            await wait_ready(api, namespace, "mail")
+            # No ServiceMonitor CRD in this cluster, so none is attempted (the spec asks for one by default).
+            assert await child(api, "monitoring.coreos.com/v1", "ServiceMonitor", namespace, "mail") is None
+        assert "status" not in await api.bounceconfig("elsewhere", "mail")
+        assert await child(api, "apps/v1", "Deployment", "elsewhere", "mail") is None
+        assert not [w for w in api.writes() if "monitoring.coreos.com" in w]
+    finally:
+        await operator.stop()
+    log = operator.log()
+    assert "Traceback" not in log and "Not enough permissions" not in log

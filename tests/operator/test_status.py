@@ -1,0 +1,74 @@
+"""Status conditions and the comparisons the reconciler makes, without a cluster."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from bounce_operator.reconcile import is_subset
+from bounce_operator.status import Problem, build_status, deployment_progress
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+
+
+def status(previous: dict | None = None, now: datetime = T0, **kwargs) -> dict:
+    arguments = {"generation": 3, "problems": [], "available": True, "progress": "2/2 replicas available",
+                 "url": "http://mail.ns.svc", "schedules": {"returns": "*/15 * * * *"}, **kwargs}
+    return build_status(previous=previous or {}, now=now, **arguments)
+
+
+def conditions(value: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in value["conditions"]}
+
+
+def test_a_healthy_config_is_ready_and_not_degraded() -> None:
+    value = status()
+    assert conditions(value)["Ready"] == {"type": "Ready", "status": "True", "reason": "Available",
+                                          "message": "2/2 replicas available",
+                                          "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 3}
+    assert conditions(value)["Degraded"]["status"] == "False"
+    assert (value["observedGeneration"], value["url"], value["mailboxCount"]) == (3, "http://mail.ns.svc", 1)
+
+
+def test_problems_make_it_degraded_and_not_ready_for_the_same_reason() -> None:
+    problems = [Problem("SecretMissing", "Secret db not found (referenced by spec.database.url)"),
+                Problem("NameConflict", "Service mail already exists")]
+    value = conditions(status(problems=problems))
+    for type_, flag in (("Ready", "False"), ("Degraded", "True")):
+        assert value[type_]["status"] == flag
+        assert value[type_]["reason"] == "SecretMissing"
+        assert value[type_]["message"] == "Secret db not found (referenced by spec.database.url); Service mail already exists"
+
+
+def test_transition_time_moves_only_when_the_status_flips() -> None:
+    first = status()
+    assert conditions(status(first, now=T1, progress="3/3 replicas available"))["Ready"]["lastTransitionTime"] == \
+        "2026-01-01T00:00:00Z"
+    assert conditions(status(first, now=T1, available=False))["Ready"]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
+    assert status(first, now=T1) == first  # nothing changed: nothing to write
+
+
+def test_scan_results_are_kept_for_mailboxes_that_remain() -> None:
+    previous = {"mailboxes": [{"name": "returns", "schedule": "0 * * * *", "lastScanResult": "ok"},
+                              {"name": "gone", "schedule": "0 * * * *", "lastScanResult": "ok"}]}
+    assert status(previous)["mailboxes"] == [{"name": "returns", "schedule": "*/15 * * * *", "lastScanResult": "ok"}]
+
+
+def test_deployment_progress() -> None:
+    def deployment(generation: int, observed: int, replicas: int, updated: int, available: int) -> dict:
+        return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+                "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available}}
+
+    assert deployment_progress(None) == (False, "the Deployment does not exist yet")
+    assert deployment_progress(deployment(2, 1, 2, 2, 2))[0] is False
+    assert deployment_progress(deployment(2, 2, 3, 3, 1)) == (False, "1/3 replicas updated and available")
+    assert deployment_progress(deployment(2, 2, 3, 3, 3)) == (True, "3/3 replicas available")
+    assert deployment_progress(deployment(1, 1, 0, 0, 0)) == (True, "0/0 replicas available")
+
+
+def test_is_subset_accepts_server_defaults_and_catches_edits() -> None:
+    desired = {"spec": {"replicas": 2, "ports": [{"port": 80}]}}
+    assert is_subset(desired, {"spec": {"replicas": 2, "ports": [{"port": 80, "protocol": "TCP"}]}, "status": {}})
+    assert not is_subset(desired, {"spec": {"replicas": 3, "ports": [{"port": 80}]}})
+    assert not is_subset(desired, {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}})
+    assert not is_subset(desired, {"spec": {"replicas": 2}})
