@@ -20,6 +20,7 @@ run: $(STAMP)
 
 ## The whole suite against real parts (embedded PostgreSQL unless TEST_DATABASE_URL is set)
 test: $(STAMP)
+	scripts/install-system-deps.sh
 	$(BIN)/python -m pytest
 
 ## Benchmarks (not part of the tests); figures go to BENCHMARKS.md

@@ -1,4 +1,4 @@
-"""`bounce-service`: serve, migrate, check a config, or run everything locally (`dev`)."""
+"""`bounce-service`: serve, migrate, check a config, scan a bounce mailbox, or run everything locally (`dev`)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    """One pass over a bounce mailbox (what each CronJob runs), or one every scanInterval with --watch."""
+    from .mailbox.scanner import EXIT_ERROR, run
+    from .mailbox.settings import MailboxSettings
+
+    config = _load(args)
+    # An unknown mailbox or a missing password is a configuration error, found before any connection.
+    settings = MailboxSettings.from_config(config, args.mailbox)
+    try:
+        _wait_and_migrate(config.database_url.reveal(), args.database_timeout)
+    except psycopg.OperationalError as exc:
+        log.error("database unavailable, mailbox not touched: %s", str(exc).strip())
+        return EXIT_ERROR
+    return asyncio.run(run(config, settings, watch=args.watch))
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """`make run`: an embedded PostgreSQL (unless DATABASE_URL is set), migrations, and the service."""
     # Refuse a bad config before starting anything; the embedded server will provide the database URL.
@@ -144,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
     add("migrate", cmd_migrate, "apply database migrations and exit")
     add("check", cmd_check, "validate a config file and exit (status 2 when invalid)")
+    scan = add("scan", cmd_scan, "scan a bounce mailbox once: exit 0, 1 when messages failed, 2 on a config or connection error")
+    scan.add_argument("--mailbox", required=True, help="name of the mailbox in spec.mailboxes")
+    scan.add_argument("--watch", action="store_true", help="keep scanning every scanInterval (local use; the cluster runs a CronJob)")
     dev = add("dev", cmd_dev, "embedded PostgreSQL + migrations + service, for a laptop")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=9000)

@@ -47,6 +47,19 @@ DELETE_SUBSCRIBER = "DELETE FROM subscribers WHERE id = %(subscriber_id)s"
 
 MARK_ACTION = "UPDATE bounces SET action = %(action)s WHERE id = %(bounce_id)s"
 
+# ---- mailbox scanner ----------------------------------------------------------------------------------
+
+# One row per pass, written before the mailbox is touched and brought up to date after every batch, so a
+# pass that dies midway leaves its counts (and finished_at NULL) behind.
+START_MAILBOX_SCAN = "INSERT INTO mailbox_scans (mailbox) VALUES (%(mailbox)s) RETURNING id"
+
+UPDATE_MAILBOX_SCAN = """
+UPDATE mailbox_scans SET
+    fetched = %(fetched)s, recorded = %(recorded)s, skipped = %(skipped)s, failed = %(failed)s,
+    error = %(error)s, finished_at = CASE WHEN %(finished)s THEN NOW() END
+WHERE id = %(id)s
+"""
+
 # ---- bounce queries ---------------------------------------------------------------------------------
 
 BOUNCE_COLUMNS = sql.SQL("""

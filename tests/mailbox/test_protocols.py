@@ -1,0 +1,80 @@
+"""Every way of reaching a mailbox, against a real Dovecot: POP3 and IMAP, each in every TLS mode."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.mailbox.conftest import bounce_rows, corpus_email, expected_recipients, scan, scan_rows
+
+BOUNCES = ["lhost-postfix-04.eml", "arf-02.eml", "lhost-exim-02.eml"]  # hard; complaint; two hard recipients
+AUTO_REPLY = "rfc3834-02.eml"
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls", "none"])
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_bounces_are_recorded_and_removed_auto_replies_stay(protocol, tls, mailbox_config, mail_user, db):
+    for name in [*BOUNCES, AUTO_REPLY]:
+        mail_user.deliver(corpus_email(name))
+
+    counts = await scan(mailbox_config(protocol=protocol, tls=tls))
+
+    assert counts.status == 0
+    assert bounce_rows(db) == sorted(r for name in BOUNCES for r in expected_recipients(name))
+    assert mail_user.messages() == [corpus_email(AUTO_REPLY)]
+    assert scan_rows(db) == [{"fetched": 4, "recorded": 4, "skipped": 1, "failed": 0, "error": None, "finished": True}]
+
+
+async def test_the_certificate_is_verified_unless_told_not_to(mailbox_config, mail_user, dovecot, db, monkeypatch):
+    mail_user.deliver(corpus_email(BOUNCES[0]))
+    config = mailbox_config(protocol="imap", tls="implicit", tlsSkipVerify=False)
+
+    refused = await scan(config)
+    assert refused.status == 2 and "certificate verify failed" in refused.error
+    assert len(mail_user.messages()) == 1 and bounce_rows(db) == []
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.cert))  # now the server's certificate is trusted
+    assert (await scan(config)).status == 0
+    assert mail_user.messages() == [] and len(bounce_rows(db)) == 1
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_auth_none_takes_the_session_the_server_hands_out(protocol, mailbox_config, mail_user, dovecot, db):
+    mail_user.deliver(corpus_email(BOUNCES[0]))
+    with dovecot.preauth(protocol, mail_user) as port:
+        config = mailbox_config(protocol=protocol, tls="none", port=port, auth="none")
+        counts = await scan(config)
+    assert counts.status == 0 and counts.recorded == 1
+    assert mail_user.messages() == []
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_a_refused_login_stops_the_pass_and_is_recorded(protocol, mailbox_config, mail_user, secrets, db):
+    mail_user.deliver(corpus_email(BOUNCES[0]))
+    (secrets.directory / "mail" / "password").write_text("wrong password")
+
+    counts = await scan(mailbox_config(protocol=protocol, tls="starttls"))
+
+    assert counts.status == 2 and f"login as {mail_user.name} refused" in counts.error
+    assert scan_rows(db) == [{"fetched": 0, "recorded": 0, "skipped": 0, "failed": 0, "error": counts.error,
+                              "finished": True}]
+    assert len(mail_user.messages()) == 1
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_a_server_that_never_answers_times_out(protocol, mailbox_config, db):
+    with socket.socket() as silent:  # the kernel accepts connections; nobody ever says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        counts = await scan(mailbox_config(protocol=protocol, tls="none", port=silent.getsockname()[1],
+                                           timeout="200ms"))
+    assert counts.status == 2 and "timed out" in counts.error
+
+
+async def test_an_unreachable_server_is_a_connection_error(mailbox_config, db):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        counts = await scan(mailbox_config(port=port))
+    assert counts.status == 2 and counts.error.startswith(f"cannot connect to 127.0.0.1:{port}")
