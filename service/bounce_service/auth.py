@@ -65,7 +65,6 @@ def requires(permission: str) -> Callable[[Endpoint], Endpoint]:
             user = request.app.state.auth.authenticate(request)
             if permission not in user.permissions:
                 raise ApiError(403, f"permission denied: {permission}")
-            request.state.user = user
             return await endpoint(request)
 
         guarded.permission = permission  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -49,22 +50,28 @@ AUTH_FAILURES = Counter(
     ["provider"],
 )
 
-_sources_lock = threading.Lock()
+_events_lock = threading.Lock()
+_event_children: dict[tuple[str, str, str], Any] = {}
 _sources: set[str] = set()
 
 
-def source_label(source: str) -> str:
-    with _sources_lock:
-        if source in _sources:
-            return source
-        if len(_sources) < MAX_SOURCE_LABELS:
-            _sources.add(source)
-            return source
-    return "other"
-
-
 def count_event(kind: str, source: str, outcome: str) -> None:
-    EVENTS.labels(type=kind, source=source_label(source), outcome=outcome).inc()
+    """Count one event; free-text sources past MAX_SOURCE_LABELS are counted as "other"."""
+    child = _event_children.get((kind, source, outcome))
+    if child is None:
+        # Children are cached (labels() locks and builds a tuple per call), keyed by the bounded label,
+        # so a client inventing sources cannot grow the cache either.
+        with _events_lock:
+            if source in _sources or len(_sources) < MAX_SOURCE_LABELS:
+                _sources.add(source)
+                label = source
+            else:
+                label = "other"
+            key = (kind, label, outcome)
+            if key not in _event_children:
+                _event_children[key] = EVENTS.labels(type=kind, source=label, outcome=outcome)
+            child = _event_children[key]
+    child.inc()
 
 
 def exposition(*extra: Collector) -> tuple[bytes, str]:
