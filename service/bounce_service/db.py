@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -19,6 +21,12 @@ set_json_loads(orjson.loads)
 
 # Errors that mean "the database is not there right now": callers answer 503 so senders retry.
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+# After a failure, requests are refused at once for this long; then one probe request may try again.
+RETRY_AFTER_FAILURE = 1.0
+
+
+class DatabaseDown(psycopg.OperationalError):
+    """Refused without trying: the database failed a moment ago and a probe has not yet succeeded."""
 
 
 class Database:
@@ -41,6 +49,9 @@ class Database:
             name="bounce-service",
         )
 
+        self._failed_at: float | None = None
+        self._probing = False
+
     async def open(self) -> None:
         await self.pool.open(wait=False)
 
@@ -49,9 +60,35 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                yield conn
+        """A connection in a transaction, or DatabaseDown at once while the database is known to be down.
+
+        Without the fast refusal every request of an outage would wait the pool's full timeout before
+        its 503, piling up connections from senders; one probe at a time finds out when it is back.
+        """
+        self._admit()
+        try:
+            async with self.pool.connection() as conn:
+                async with conn.transaction():
+                    yield conn
+        except UNAVAILABLE:
+            self._failed_at = time.monotonic()
+            self._probing = False
+            raise
+        except asyncio.CancelledError:
+            self._probing = False  # an abandoned probe proves nothing either way
+            raise
+        except BaseException:
+            self._failed_at, self._probing = None, False  # the database answered
+            raise
+        else:
+            self._failed_at, self._probing = None, False
+
+    def _admit(self) -> None:
+        if self._failed_at is None:
+            return
+        if self._probing or time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
+            raise DatabaseDown("database unavailable")
+        self._probing = True
 
     async def ping(self) -> bool:
         try:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import sys
+
 import httpx
 import psycopg
 import pytest
@@ -9,7 +14,9 @@ import pytest
 from bounce_service.app import create_app
 from bounce_service.config import build_config
 from bounce_service.migrate import migrate
-from tests.conftest import auth, embedded_server, make_spec
+from bounce_service.devdb import free_port
+from tests.conftest import ROOT, auth, embedded_server, make_spec
+from tests.service.test_cli import service_env, wait_until_ready
 
 BOUNCE = {"type": "hard", "source": "outage-test"}
 
@@ -46,3 +53,65 @@ async def test_outage_is_503_and_service_recovers_by_itself(own_server, secrets)
     with psycopg.connect(own_server.url) as conn:
         emails = [row[0] for row in conn.execute("SELECT email FROM bounces ORDER BY id")]
     assert emails == ["before@example.com", "after@example.com"]
+
+
+async def test_outage_under_load_loses_nothing_acknowledged(own_server, tmp_path):
+    """Steady webhook traffic through a real `serve` (2 workers) while PostgreSQL stops and restarts."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", "2"],
+        env=service_env(DATABASE_URL=own_server.url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    acked: set[str] = set()
+    during: list[tuple[str, int, str | None]] = []  # (id, status, Retry-After) answered inside the outage
+    phase = {"name": "before"}
+    counter = iter(range(10**9))
+
+    async def sender(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            event_id = f"load-{next(counter)}"
+            sent_in = phase["name"]
+            try:
+                response = await client.post("/webhooks/bounce", auth=("mailer", "dev-mailer-token"), json={
+                    "email": f"{event_id}@example.com", "type": "soft", "source": "load", "event_id": event_id})
+            except httpx.TransportError:
+                continue
+            if response.status_code == 200:
+                acked.add(event_id)
+            if sent_in == "outage" and phase["name"] == "outage":
+                during.append((event_id, response.status_code, response.headers.get("retry-after")))
+
+    async def wait_for(predicate, deadline: float = 60.0) -> None:
+        end = asyncio.get_running_loop().time() + deadline
+        while not predicate():
+            assert asyncio.get_running_loop().time() < end, "timed out"
+            await asyncio.sleep(0.05)  # polling a condition the senders change, not synchronisation
+
+    try:
+        await asyncio.to_thread(wait_until_ready, url, process)
+        stop = asyncio.Event()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            senders = [asyncio.create_task(sender(client, stop)) for _ in range(8)]
+            await wait_for(lambda: len(acked) >= 300)
+            await asyncio.to_thread(own_server.stop)
+            phase["name"] = "outage"
+            await wait_for(lambda: len(during) >= 30)
+            phase["name"] = "after"
+            before_restart = len(acked)
+            await asyncio.to_thread(own_server.start)
+            await wait_for(lambda: len(acked) >= before_restart + 300)  # recovered without a restart
+            stop.set()
+            await asyncio.gather(*senders)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+
+    assert {status for _, status, _ in during} == {503}
+    assert {retry for _, _, retry in during} == {"5"}
+    with psycopg.connect(own_server.url) as conn:
+        keys = [row[0] for row in conn.execute("SELECT event_key FROM bounces WHERE source = 'load'")]
+    stored = [key.removeprefix("native:load:") for key in keys]
+    assert len(stored) == len(set(stored))  # nothing twice
+    assert acked <= set(stored)  # nothing acknowledged is lost
