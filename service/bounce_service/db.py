@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -74,11 +73,8 @@ class Database:
             self._failed_at = time.monotonic()
             self._probing = False
             raise
-        except asyncio.CancelledError:
-            self._probing = False  # an abandoned probe proves nothing either way
-            raise
         except BaseException:
-            self._failed_at, self._probing = None, False  # the database answered
+            self._probing = False  # anything else proves nothing either way: the next probe decides
             raise
         else:
             self._failed_at, self._probing = None, False

@@ -89,9 +89,14 @@ class GroupCommitter:
                 _settle(group[0][1], exc=exc)
                 return
             log.warning("group commit of %d requests failed (%s); retrying them one by one", len(group), type(exc).__name__)
-            for events, future in group:
+            for index, (events, future) in enumerate(group):
                 try:
                     _settle(future, result=await self.recorder.record(events))
+                except UNAVAILABLE as down:
+                    # The database went away meanwhile: the rest would each wait for it in turn.
+                    for _, waiting in group[index:]:
+                        _settle(waiting, exc=down)
+                    return
                 except Exception as single:  # noqa: BLE001 - handed to the waiting request
                     _settle(future, exc=single)
             return

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import subprocess
-import sys
 from typing import Iterator
 
 import pytest
@@ -21,29 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from bounce_service.app import ROUTES
-from bounce_service.devdb import free_port
 from bounce_service.openapi import documented_routes
-from tests.conftest import ROOT
-from tests.service.test_cli import service_env, wait_until_ready
+from tests.serving import serve
 
 ADMIN = "Basic " + base64.b64encode(b"admin:dev-admin-token").decode()
 
 
 @pytest.fixture(scope="module")
 def service_url(database_url: str) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
-         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", "1"],
-        env=service_env(DATABASE_URL=database_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process)
+    with serve(database_url) as (url, _):
         yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
 
 
 @schemathesis.serializer("application/x-ndjson")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,44 +15,11 @@ import pytest
 
 from bounce_service.devdb import free_port
 from tests.conftest import ROOT, server_dir
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise AssertionError(f"exited early with {process.returncode}: {process.stderr.read()}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling interval while waiting for a subprocess to listen, not synchronisation
-    raise AssertionError("service did not become ready")
-
-
-def stop(process: subprocess.Popen) -> tuple[int, str]:
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    return process.returncode, stderr
-
-
-def service_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BOUNCE_SECRETS_DIR")}
-    env.update(extra)
-    return env
+from tests.serving import serve, service_env, stop, wait_until_ready
 
 
 def test_serve_answers_records_and_stops_cleanly(database_url, db):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
-         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", "2"],
-        env=service_env(DATABASE_URL=database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process)
+    with serve(database_url, workers=2) as (url, process):
         with httpx.Client(base_url=url) as client:  # keep-alive off so requests spread over the workers
             for index in range(12):
                 response = client.post("/webhooks/bounce", auth=("mailer", "dev-mailer-token"),
@@ -66,7 +31,6 @@ def test_serve_answers_records_and_stops_cleanly(database_url, db):
             for _ in range(4):
                 text = client.get("/metrics", headers={"Connection": "close"}).text
                 assert 'bounce_events_total{outcome="recorded",source="cli-test",type="hard"} 12.0' in text
-    finally:
         code, _ = stop(process)
     assert code == 0
 

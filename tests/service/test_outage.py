@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 
 import httpx
 import psycopg
@@ -14,9 +11,8 @@ import pytest
 from bounce_service.app import create_app
 from bounce_service.config import build_config
 from bounce_service.migrate import migrate
-from bounce_service.devdb import free_port
-from tests.conftest import ROOT, auth, embedded_server, make_spec
-from tests.service.test_cli import service_env, wait_until_ready
+from tests.conftest import auth, embedded_server, make_spec
+from tests.serving import serve
 
 BOUNCE = {"type": "hard", "source": "outage-test"}
 
@@ -57,13 +53,6 @@ async def test_outage_is_503_and_service_recovers_by_itself(own_server, secrets)
 
 async def test_outage_under_load_loses_nothing_acknowledged(own_server, tmp_path):
     """Steady webhook traffic through a real `serve` (2 workers) while PostgreSQL stops and restarts."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
-         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", "2"],
-        env=service_env(DATABASE_URL=own_server.url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     acked: set[str] = set()
     during: list[tuple[str, int, str | None]] = []  # (id, status, Retry-After) answered inside the outage
     phase = {"name": "before"}
@@ -83,30 +72,26 @@ async def test_outage_under_load_loses_nothing_acknowledged(own_server, tmp_path
             if sent_in == "outage" and phase["name"] == "outage":
                 during.append((event_id, response.status_code, response.headers.get("retry-after")))
 
-    async def wait_for(predicate, deadline: float = 60.0) -> None:
+    async def wait_for(what: str, predicate, deadline: float = 60.0) -> None:
         end = asyncio.get_running_loop().time() + deadline
         while not predicate():
-            assert asyncio.get_running_loop().time() < end, "timed out"
+            assert asyncio.get_running_loop().time() < end, f"timed out waiting for {what}: {len(acked)} acked, {len(during)} during"
             await asyncio.sleep(0.05)  # polling a condition the senders change, not synchronisation
 
-    try:
-        await asyncio.to_thread(wait_until_ready, url, process)
+    with serve(own_server.url, workers=2) as (url, _):
         stop = asyncio.Event()
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             senders = [asyncio.create_task(sender(client, stop)) for _ in range(8)]
-            await wait_for(lambda: len(acked) >= 300)
+            await wait_for("traffic", lambda: len(acked) >= 300)
             await asyncio.to_thread(own_server.stop)
             phase["name"] = "outage"
-            await wait_for(lambda: len(during) >= 30)
+            await wait_for("the outage", lambda: len(during) >= 30)
             phase["name"] = "after"
             before_restart = len(acked)
             await asyncio.to_thread(own_server.start)
-            await wait_for(lambda: len(acked) >= before_restart + 300)  # recovered without a restart
+            await wait_for("recovery", lambda: len(acked) >= before_restart + 300)  # recovered without a restart
             stop.set()
             await asyncio.gather(*senders)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
 
     assert {status for _, status, _ in during} == {503}
     assert {retry for _, _, retry in during} == {"5"}

@@ -1,0 +1,62 @@
+"""Running the real `bounce-service` command in a subprocess, for the tests that need real workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import httpx
+
+from bounce_service.devdb import free_port
+
+from .conftest import ROOT
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise AssertionError(f"exited early with {process.returncode}: {process.stderr.read()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # polling interval while waiting for a subprocess to listen, not synchronisation
+    raise AssertionError("service did not become ready")
+
+
+def stop(process: subprocess.Popen) -> tuple[int, str]:
+    """Ctrl-C, as a person would; returns the exit status and what it printed to stderr."""
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BOUNCE_SECRETS_DIR")}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def serve(database_url: str, *, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`bounce-service serve` with the example config and development secrets, ready for requests."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", str(workers)],
+        env=service_env(DATABASE_URL=database_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            stop(process)
