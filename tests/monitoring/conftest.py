@@ -1,0 +1,17 @@
+"""Real Prometheus parts for the monitoring tests: Debian's promtool and prometheus, installed on demand."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> None:
+    """promtool and prometheus on PATH (scripts/install-prometheus.sh does nothing when they are)."""
+    if not (shutil.which("promtool") and shutil.which("prometheus")):
+        subprocess.run(["bash", str(ROOT / "scripts/install-prometheus.sh")], check=True, timeout=600)
