@@ -35,6 +35,7 @@ ROUTES = [
     Route("/api/bounces", bounces.list_bounces, methods=["GET"]),
     Route("/api/bounces", bounces.delete_bounces, methods=["DELETE"]),
     Route("/api/bounces/export", bounces.export_bounces, methods=["GET"]),
+    Route("/api/bounces/import", bounces.import_bounces, methods=["POST"]),
     Route("/api/bounces/blocklist", bounces.blocklist_bounced, methods=["PUT"]),
     Route("/api/bounces/{id}", bounces.get_bounce, methods=["GET"]),
     Route("/api/bounces/{id}", bounces.delete_bounce, methods=["DELETE"]),

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from . import __version__
 from .providers import REGISTRY
+from .routes.bounces import COUNT_CAP
 
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time"}
@@ -157,7 +158,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                                 "description": "Azure Event Grid subscription handshake."}]}},
     },
     ("get", "/api/bounces"): {
-        "summary": "List bounces, filtered, ordered and paginated.",
+        "summary": f"List bounces, filtered, ordered and paginated. `total` is exact up to {COUNT_CAP:,} matches; "
+                   f"beyond, it is PostgreSQL's estimate (at least {COUNT_CAP + 1:,}).",
         "parameters": FILTERS + [
             query("order_by", {"type": "string", "enum": ["email", "campaign_name", "source", "created_at", "type"]}),
             query("order", {"type": "string", "enum": ["asc", "desc"]}),
@@ -184,9 +186,21 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": TRUE},
     },
     ("get", "/api/bounces/export"): {
-        "summary": "Stream every matching bounce as CSV or NDJSON (constant memory).",
+        "summary": "Stream every matching bounce, oldest first, as CSV or NDJSON (constant memory).",
         "parameters": FILTERS + [query("format", {"type": "string", "enum": ["csv", "ndjson"]})],
         "responses": {"200": {"content": {"text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}},
+    },
+    ("post", "/api/bounces/import"): {
+        "summary": "Import bounces from NDJSON, one native webhook body per line, recorded like webhooks (same event "
+                   "keys, subscriber matching and thresholds). Every line is validated first (an error names its line "
+                   "and records nothing); then each 1,000 lines are one transaction, so after a database failure "
+                   "midway, posting the file again records the rest.",
+        "requestBody": {"type": "string", "contentMediaType": "application/x-ndjson", "description": "Lines of BounceInput."},
+        "contentType": "application/x-ndjson",
+        "responses": {"200": envelope({
+            "type": "object",
+            "properties": {"imported": {"type": "integer"}, "recorded": {"type": "integer"}, "duplicates": {"type": "integer"}},
+        })},
     },
     ("put", "/api/bounces/blocklist"): {
         "summary": "Blocklist every subscriber that has bounced (and unsubscribe all its lists).",
@@ -211,7 +225,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "errors": {"409": "The uuid belongs to another subscriber."},
     },
     ("post", "/api/subscribers/import"): {
-        "summary": "Import subscribers from NDJSON, one per line, all or nothing.",
+        "summary": "Import subscribers from NDJSON, one per line, all or nothing (an error names its line `line N: ...`).",
         "requestBody": {"type": "string", "contentMediaType": "application/x-ndjson"},
         "contentType": "application/x-ndjson",
         "responses": {"200": envelope({"type": "object", "properties": {"imported": {"type": "integer"}}})},

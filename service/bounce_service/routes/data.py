@@ -18,7 +18,8 @@ from ..addresses import normalise_email
 from ..auth import requires
 from ..errors import ApiError
 from ..events import UUID_RE
-from ..http import json_object, ok, parse_json, path_id
+from ..http import json_object, ok, path_id
+from .ndjson import parse_lines
 
 SUBSCRIBER_STATUSES = ("enabled", "disabled", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
@@ -99,25 +100,66 @@ async def upsert_subscriber(request: Request) -> Response:
         return ok(await _with_lists(conn, subscriber))
 
 
+def _merge(parsed: list[tuple[int, tuple[dict, list[tuple[str, str]]]]]) -> tuple[list[list], list[list]]:
+    """One staging row per e-mail and per (e-mail, list), folded in line order.
+
+    A statement cannot upsert one subscriber twice, so lines for the same address are merged here the
+    way upserting them one by one would: the first line's uuid, each field's last given value. Each
+    row keeps the first line that named it, for errors found in the database.
+    """
+    subscribers: dict[str, list] = {}
+    memberships: dict[tuple[str, str], list] = {}
+    for line, (row, lists) in parsed:
+        email = row["email"]
+        merged = subscribers.get(email)
+        if merged is None:
+            subscribers[email] = [email, line, row["uuid"], row["name"], row["attribs"], row["status"]]
+        else:
+            for index, name in ((3, "name"), (4, "attribs"), (5, "status")):
+                if row[name] is not None:
+                    merged[index] = row[name]
+        for list_uuid, status in lists:
+            membership = memberships.get((email, list_uuid))
+            if membership is None:
+                memberships[(email, list_uuid)] = [email, list_uuid, line, status]
+            else:
+                membership[3] = status
+    return list(subscribers.values()), list(memberships.values())
+
+
+async def _stage(conn: psycopg.AsyncConnection, subscribers: list[list], memberships: list[list]) -> None:
+    await conn.execute(queries.CREATE_IMPORT_SUBSCRIBERS)
+    await conn.execute(queries.CREATE_IMPORT_MEMBERSHIPS)
+    async with conn.cursor() as cursor:
+        for statement, rows in ((queries.COPY_IMPORT_SUBSCRIBERS, subscribers), (queries.COPY_IMPORT_MEMBERSHIPS, memberships)):
+            async with cursor.copy(statement) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+
+
 @requires("subscribers:manage")
 async def import_subscribers(request: Request) -> Response:
-    """NDJSON, one subscriber per line; all lines are imported or none (the error names the line)."""
-    parsed = []
-    for number, line in enumerate((await request.body()).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            parsed.append(_subscriber(parse_json(line)))
-        except ApiError as exc:
-            raise ApiError(exc.status, f"line {number}: {exc.message}") from None
-    if not parsed:
-        raise ApiError(400, "Invalid data: no subscribers in body")
+    """NDJSON, one subscriber per line; all lines are imported or none, and an error names its line.
+
+    The rows are staged with COPY and upserted with one statement per table, which is what makes a bulk
+    import tens of times faster than a statement (and a round trip) per line.
+    """
+    parsed = parse_lines(await request.body(), _subscriber, "subscribers")
+    subscribers, memberships = _merge(parsed)
     async with request.app.state.db.transaction() as conn:
-        for number, (row, memberships) in enumerate(parsed, start=1):
-            try:
-                await _upsert_subscriber(conn, row, memberships)
-            except ApiError as exc:
-                raise ApiError(exc.status, f"line {number}: {exc.message}") from None
+        await _stage(conn, subscribers, memberships)
+        unknown = await (await conn.execute(queries.FIRST_UNKNOWN_IMPORT_LIST)).fetchone()
+        if unknown is not None:
+            raise ApiError(400, f"line {unknown['line']}: Unknown list: {unknown['list_uuid']}")
+        try:
+            async with conn.transaction():  # a savepoint: the staged rows outlive a conflict, to name its line
+                await conn.execute(queries.UPSERT_IMPORTED_SUBSCRIBERS)
+        except psycopg.errors.UniqueViolation:
+            line = (await (await conn.execute(queries.FIRST_IMPORT_UUID_CONFLICT)).fetchone())["line"]
+            # None only if the subscriber that held the uuid was deleted in between.
+            where = f"line {line}: " if line is not None else ""
+            raise ApiError(409, f"{where}uuid already belongs to another subscriber") from None
+        await conn.execute(queries.UPSERT_IMPORTED_MEMBERSHIPS)
     return ok({"imported": len(parsed)})
 
 

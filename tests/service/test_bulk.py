@@ -1,0 +1,281 @@
+"""Bulk paths: subscriber import by COPY, bounce import through the recorder, paging, COPY export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from bounce_service.routes import bounces as bounce_routes
+from tests.conftest import auth
+
+LIST_A = "11111111-1111-4111-8111-111111111111"
+LIST_B = "33333333-3333-4333-8333-333333333333"
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+def ndjson(*objects: dict) -> bytes:
+    return b"\n".join(orjson.dumps(o) for o in objects) + b"\n"
+
+
+async def import_subscribers(client, body: bytes):
+    return await client.post("/api/subscribers/import", content=body, auth=auth())
+
+
+def subscribers(db) -> dict[str, dict]:
+    rows = db.execute("SELECT email, uuid::text AS uuid, name, attribs, status::text AS status FROM subscribers")
+    return {row["email"]: row for row in rows}
+
+
+def memberships(db) -> set[tuple[str, str, str]]:
+    rows = db.execute(
+        "SELECT s.email, l.uuid::text AS list, sl.status::text AS status FROM subscriber_lists sl"
+        " JOIN subscribers s ON s.id = sl.subscriber_id JOIN lists l ON l.id = sl.list_id"
+    )
+    return {(r["email"], r["list"], r["status"]) for r in rows}
+
+
+# ---- subscriber import ----------------------------------------------------------------------------------
+
+async def test_import_upserts_existing_subscribers_keeping_fields_a_line_leaves_out(client, db):
+    db.execute("INSERT INTO subscribers (email, name, attribs, status) VALUES"
+               " ('old@example.com', 'Old', '{\"plan\": \"pro\"}', 'disabled')")
+    before = subscribers(db)["old@example.com"]
+    response = await import_subscribers(client, ndjson(
+        {"email": "OLD@example.com", "name": "Renamed"},
+        {"email": "new@example.com"},
+    ))
+    assert response.json() == {"data": {"imported": 2}}
+    after = subscribers(db)
+    assert after["old@example.com"] == {**before, "name": "Renamed"}
+    assert after["new@example.com"]["name"] == "" and after["new@example.com"]["attribs"] == {}
+    assert after["new@example.com"]["status"] == "enabled"
+
+
+async def test_lines_for_one_address_end_as_upserting_them_in_order_would(client, db):
+    uuid = "44444444-4444-4444-8444-444444444444"
+    response = await import_subscribers(client, ndjson(
+        {"email": "twice@example.com", "uuid": uuid, "name": "First", "attribs": {"a": 1}},
+        {"email": "other@example.com"},
+        {"email": "Twice@example.com", "uuid": "55555555-5555-4555-8555-555555555555", "status": "blocklisted"},
+        {"email": "twice@example.com", "name": "Last"},
+    ))
+    assert response.status_code == 200, response.text
+    row = subscribers(db)["twice@example.com"]
+    assert row == {"email": "twice@example.com", "uuid": uuid, "name": "Last", "attribs": {"a": 1}, "status": "blocklisted"}
+    assert len(subscribers(db)) == 2
+
+
+async def test_import_sets_and_updates_list_memberships(client, db):
+    for uuid, name in ((LIST_A, "A"), (LIST_B, "B")):
+        await client.post("/api/lists", json={"uuid": uuid, "name": name}, auth=auth())
+    await import_subscribers(client, ndjson(
+        {"email": "a@example.com", "lists": [{"uuid": LIST_A}, {"uuid": LIST_B, "status": "unconfirmed"}]},
+        {"email": "b@example.com", "lists": [{"uuid": LIST_B}]},
+    ))
+    assert memberships(db) == {
+        ("a@example.com", LIST_A, "confirmed"), ("a@example.com", LIST_B, "unconfirmed"), ("b@example.com", LIST_B, "confirmed"),
+    }
+    await import_subscribers(client, ndjson(
+        {"email": "a@example.com", "lists": [{"uuid": LIST_A, "status": "unsubscribed"}]},
+        {"email": "b@example.com", "lists": [{"uuid": LIST_B, "status": "unconfirmed"}]},
+        {"email": "b@example.com", "lists": [{"uuid": LIST_B, "status": "confirmed"}]},
+    ))
+    assert memberships(db) == {
+        ("a@example.com", LIST_A, "unsubscribed"), ("a@example.com", LIST_B, "unconfirmed"), ("b@example.com", LIST_B, "confirmed"),
+    }
+
+
+async def test_unknown_list_names_its_line_and_imports_nothing(client, db):
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    body = ndjson({"email": "a@example.com", "lists": [{"uuid": LIST_A}]}) + b"\n" + ndjson(
+        {"email": "b@example.com", "lists": [{"uuid": LIST_A}, {"uuid": LIST_B}]},
+        {"email": "c@example.com", "lists": [{"uuid": LIST_B}]},
+    )
+    response = await import_subscribers(client, body)
+    # Line 2 is blank: numbers are the body's own line numbers.
+    assert response.status_code == 400 and response.json() == {"message": f"line 3: Unknown list: {LIST_B}"}
+    assert subscribers(db) == {} and memberships(db) == set()
+
+
+async def test_uuid_of_another_subscriber_names_its_line_and_imports_nothing(client, db):
+    taken = (await client.post("/api/subscribers", json={"email": "owner@example.com"}, auth=auth())).json()["data"]["uuid"]
+    response = await import_subscribers(client, ndjson(
+        {"email": "owner@example.com", "uuid": taken, "name": "Owner"},
+        {"email": "fine@example.com"},
+        {"email": "thief@example.com", "uuid": taken},
+    ))
+    assert response.status_code == 409
+    assert response.json() == {"message": "line 3: uuid already belongs to another subscriber"}
+    assert set(subscribers(db)) == {"owner@example.com"} and subscribers(db)["owner@example.com"]["name"] == ""
+
+
+async def test_two_new_subscribers_with_one_uuid_is_409_on_the_second(client, db):
+    uuid = "66666666-6666-4666-8666-666666666666"
+    response = await import_subscribers(client, ndjson({"email": "x@example.com", "uuid": uuid}, {"email": "y@example.com", "uuid": uuid}))
+    assert response.status_code == 409 and response.json()["message"].startswith("line 2: ")
+    assert subscribers(db) == {}
+
+
+# ---- bounce import --------------------------------------------------------------------------------------
+
+def bounce(email: str, kind: str = "soft", event_id: str | None = None, **extra) -> dict:
+    body = {"email": email, "type": kind, "source": "mta", **extra}
+    return body | ({"event_id": event_id} if event_id else {})
+
+
+async def import_bounces(client, body: bytes, user: str = "admin"):
+    return await client.post("/api/bounces/import", content=body, auth=auth(user))
+
+
+async def test_bounce_import_is_idempotent_and_shares_keys_with_the_webhook(client, db):
+    await client.post("/webhooks/bounce", json=bounce("a@example.com", event_id="e1"), auth=auth())
+    body = ndjson(*(bounce(f"{n}@example.com", event_id=f"e{n}") for n in range(1, 6)))
+    first = await import_bounces(client, body)
+    assert first.json() == {"data": {"imported": 5, "recorded": 4, "duplicates": 1}}  # e1 came by webhook
+    again = await import_bounces(client, body)
+    assert again.json() == {"data": {"imported": 5, "recorded": 0, "duplicates": 5}}
+    assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 5
+
+
+async def test_bounce_import_matches_subscribers_and_fires_thresholds(client, db):
+    sub = db.execute("INSERT INTO subscribers (email) VALUES ('hard@example.com') RETURNING id").fetchone()["id"]
+    lst = db.execute("INSERT INTO lists (name) VALUES ('news') RETURNING id").fetchone()["id"]
+    db.execute("INSERT INTO subscriber_lists (subscriber_id, list_id, status) VALUES (%s, %s, 'confirmed')", (sub, lst))
+    response = await import_bounces(client, ndjson(bounce("HARD@example.com", "hard"), bounce("stranger@example.com")))
+    assert response.json()["data"]["recorded"] == 2
+    rows = {r["email"]: r for r in db.execute("SELECT email, subscriber_id, action FROM bounces")}
+    assert rows["hard@example.com"] == {"email": "hard@example.com", "subscriber_id": sub, "action": "blocklist"}
+    assert rows["stranger@example.com"]["subscriber_id"] is None
+    assert db.execute("SELECT status::text AS s FROM subscribers").fetchone()["s"] == "blocklisted"
+    assert db.execute("SELECT status::text AS s FROM subscriber_lists").fetchone()["s"] == "unsubscribed"
+
+
+async def test_bounce_import_is_all_or_nothing_with_line_numbers(client, db):
+    response = await import_bounces(client, ndjson(bounce("a@example.com"), bounce("b@example.com", "bouncy")))
+    assert response.status_code == 400 and response.json() == {"message": "line 2: Invalid fields: type"}
+    empty = await import_bounces(client, b"\n\n")
+    assert empty.status_code == 400 and empty.json() == {"message": "Invalid data: no bounces in body"}
+    assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 0
+
+
+async def test_bounce_import_needs_bounces_manage(client, db):
+    response = await import_bounces(client, ndjson(bounce("a@example.com")), user="poster")
+    assert response.status_code == 403 and response.json() == {"message": "permission denied: bounces:manage"}
+
+
+# ---- paging ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def many(db) -> None:
+    """90 bounces with many ties in every order column, campaigns sharing a name, and no campaign at all."""
+    campaigns = [db.execute("INSERT INTO campaigns (name) VALUES (%s) RETURNING id", (name,)).fetchone()["id"]
+                 for name in ("Spring", "Autumn", "Spring")]
+    db.execute(
+        "INSERT INTO bounces (email, campaign_id, type, source, created_at)"
+        " SELECT 'u' || (g %% 7) || '@example.com', (%s::bigint[])[g %% 4 + 1],"
+        " (ARRAY['soft','hard','complaint']::bounce_type[])[g %% 3 + 1], 's' || (g %% 5), %s + (g %% 11) * INTERVAL '1 hour'"
+        " FROM generate_series(1, 90) g",
+        ([*campaigns, None], T0),
+    )
+
+
+REFERENCE_COLUMNS = {"email": "b.email", "campaign_name": "c.name", "source": "b.source",
+                     "created_at": "b.created_at", "type": "b.type"}
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("order_by", sorted(REFERENCE_COLUMNS))
+async def test_pages_hold_the_rows_of_a_plain_order_by(client, db, many, order_by, order):
+    column = REFERENCE_COLUMNS[order_by]
+    expected = [r["id"] for r in db.execute(
+        f"SELECT b.id FROM bounces b LEFT JOIN campaigns c ON c.id = b.campaign_id"
+        f" ORDER BY {column} {order} NULLS LAST, b.id {order}"
+    )]
+    seen = []
+    for page in range(1, 15):
+        data = (await client.get("/api/bounces", auth=auth("viewer"), params={
+            "order_by": order_by, "order": order, "page": page, "per_page": 7})).json()["data"]
+        assert data["total"] == 90 and data["page"] == page and data["per_page"] == 7
+        seen += [r["id"] for r in data["results"]]
+    assert seen == expected
+
+
+async def test_filtered_pages_hold_the_rows_of_a_plain_query(client, db, many):
+    expected = [r["id"] for r in db.execute(
+        "SELECT id FROM bounces WHERE source = 's1' AND type = 'hard' ORDER BY created_at DESC, id DESC")]
+    pages = [(await client.get("/api/bounces", auth=auth("viewer"), params={
+        "source": "s1", "type": "hard", "page": page, "per_page": 2})).json()["data"] for page in range(1, 5)]
+    assert [r["id"] for p in pages for r in p["results"]] == expected
+    assert {p["total"] for p in pages} == {len(expected)}
+
+
+async def test_total_beyond_the_cap_is_an_estimate_above_the_cap(client, db, many, monkeypatch):
+    monkeypatch.setattr(bounce_routes, "COUNT_CAP", 10)
+    data = (await client.get("/api/bounces", auth=auth("viewer"), params={"per_page": 5})).json()["data"]
+    assert data["total"] > 10 and len(data["results"]) == 5
+    params = {"email": "u1@example.com", "type": "hard"}
+    small = (await client.get("/api/bounces", auth=auth("viewer"), params=params)).json()["data"]
+    exact = db.execute("SELECT COUNT(*) AS n FROM bounces WHERE email = %(email)s AND type = %(type)s", params).fetchone()["n"]
+    assert 0 < exact <= 10 and small["total"] == exact
+
+
+# ---- export ---------------------------------------------------------------------------------------------
+
+async def export(client, **params) -> str:
+    response = await client.get("/api/bounces/export", params=params, auth=auth("viewer"))
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+async def test_ndjson_export_carries_every_character_of_the_json_exactly(client, db):
+    meta = {"smtp": 'a "quoted" back\\slash\nnew line\ttab \\n \u00e9\u4e2d \U0001f4e7 \x01'}
+    db.execute("INSERT INTO bounces (email, type, source, meta) VALUES ('x@example.com', 'hard', %s, %s)",
+               ("back\\slash", orjson.dumps(meta).decode()))
+    [line] = (await export(client, format="ndjson")).splitlines()
+    row = orjson.loads(line)
+    assert row["meta"] == meta and row["source"] == "back\\slash"
+    listed = (await client.get("/api/bounces", auth=auth("viewer"))).json()["data"]["results"][0]
+    # PostgreSQL drops trailing zeros of the fraction of a second: the same instant, written shorter.
+    assert datetime.fromisoformat(row.pop("created_at")) == datetime.fromisoformat(listed.pop("created_at"))
+    assert row == listed
+
+
+async def test_exports_stream_everything_that_matches_the_filters(client, db, many):
+    expected = [r["id"] for r in db.execute("SELECT id FROM bounces WHERE source = 's2' AND created_at >= %s ORDER BY id",
+                                            (T0 + timedelta(hours=3),))]
+    params = {"source": "s2", "from": (T0 + timedelta(hours=3)).isoformat()}
+    table = list(csv.DictReader(io.StringIO(await export(client, format="csv", **params))))
+    assert [int(r["id"]) for r in table] == expected
+    lines = (await export(client, format="ndjson", **params)).splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == expected
+
+
+async def test_export_binds_filters_as_values(client, db, many):
+    assert (await export(client, format="ndjson", source="s1' OR '1'='1")) == ""
+    assert (await export(client, format="csv", email="U3@EXAMPLE.COM")).count("u3@example.com") == len(
+        db.execute("SELECT 1 FROM bounces WHERE email = 'u3@example.com'").fetchall())
+
+
+async def test_export_larger_than_one_block_arrives_whole(client, db, monkeypatch):
+    monkeypatch.setattr(bounce_routes, "EXPORT_BLOCK", 1000)
+    db.execute("INSERT INTO bounces (email, type, source, meta) SELECT 'x' || g || '@example.com', 'soft', 'bulk', %s"
+               " FROM generate_series(1, 500) g", (orjson.dumps({"s": "a\\b"}).decode(),))
+    lines = (await export(client, format="ndjson")).splitlines()
+    assert len(lines) == 500 and {orjson.loads(line)["meta"]["s"] for line in lines} == {"a\\b"}
+
+
+async def test_bounce_import_in_several_batches_counts_and_acts_once(client, db, monkeypatch):
+    monkeypatch.setattr(bounce_routes, "IMPORT_BATCH", 2)
+    db.execute("INSERT INTO subscribers (email) VALUES ('soft@example.com')")
+    body = ndjson(*(bounce("soft@example.com", event_id=f"s{n}") for n in range(4)), bounce("soft@example.com", event_id="s0"))
+    response = await import_bounces(client, body)
+    assert response.json() == {"data": {"imported": 5, "recorded": 4, "duplicates": 1}}
+    # soft: count 2, action none in the test config; hard fires at once.
+    hard = await import_bounces(client, ndjson(bounce("soft@example.com", "hard", event_id="h1")))
+    assert hard.json()["data"]["recorded"] == 1
+    actions = [r["action"] for r in db.execute("SELECT action FROM bounces ORDER BY id")]
+    assert actions == [None, None, None, None, "blocklist"]
