@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_BYTES = 2 * 1024 * 1024  # the report and the original's headers come first; the rest is its body
 MAX_RECIPIENTS = 200
 MAX_DIAGNOSTIC = 1000
+MAX_SUBJECT = 32 * 1024
 _SPACE = re.compile(r"\s+")
 _MAILBOX = re.compile(r"^[^\s@<>]+@[^\s@<>]+$")
 _DAEMON = re.compile(r"^(?:mailer-?daemon|mail-?daemon|noreply|no-reply|double-bounce)@", re.I)
@@ -101,6 +102,7 @@ def _parse(raw: bytes) -> list[ParsedBounce]:
 
 
 def _decoded(value: str) -> str:
+    value = value[:MAX_SUBJECT]  # decode_header is quadratic in the number of adjacent encoded-words
     try:
         return str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError, AttributeError):  # malformed encoded-words
