@@ -19,6 +19,7 @@ from ..durations import parse_duration
 from ..events import BounceEvent
 from ..secrets import Secret
 from . import _fields as f
+from ._tokens import TokenUse
 from ._verify import check_basic
 
 Clock = Callable[[], float]
@@ -38,9 +39,8 @@ class Handled:
     events: Sequence[BounceEvent] = ()
     # A JSON body answered instead of {"data": true}: Event Grid's handshake wants its own shape.
     reply: Any = None
-    # Runs once the events are committed; remembering a replay token any earlier would turn a
-    # retry after a failed commit into a "replay" and lose the event.
-    on_commit: Callable[[], None] | None = None
+    # A one-time signature token (Mailgun) to claim before the events are recorded and spend after.
+    token: TokenUse | None = None
 
 
 class Provider:
