@@ -14,8 +14,8 @@ from bounce_service.app import create_app
 from bounce_service.config import ConfigError
 from bounce_service.providers.sendgrid import SendGrid
 from tests.service.providers_helpers import (
-    CAMPAIGN, SUBSCRIBER, add_campaign, add_subscriber, by_email, enable, metric, post, replace_provider, rows,
-    subscriber_status, write_secret,
+    CAMPAIGN, SUBSCRIBER, add_campaign, add_subscriber, by_email, enable, metric, post, refusing_inserts, replace_provider,
+    rows, subscriber_status, write_secret,
 )
 
 # SendGrid's own SDK test vector (sendgrid-python test/unit/test_eventwebhook.py).
@@ -200,3 +200,18 @@ def test_a_bad_key_is_a_configuration_error_at_start(make_config, secrets, key):
     with pytest.raises(ConfigError) as caught:
         create_app(config)
     assert caught.value.problems[0].startswith("spec.webhooks.sendgrid.verificationKey: ")
+
+
+
+async def test_a_batch_that_fails_in_the_database_is_a_5xx_and_stores_nothing(sendgrid, signer, db):
+    sub = add_subscriber(db, "gone@example.com")
+    # Inserted in event_key order, so the good event is written before the poisoned one fails.
+    batch = [event(sg_event_id="a-good"), event(email="poison@example.com", sg_event_id="z-poison")]
+    with refusing_inserts(db, "poison@example.com"):
+        response = await send(sendgrid, signer, batch)
+    assert response.status_code == 500 and response.json() == {"message": "internal server error"}
+    assert rows(db) == [] and subscriber_status(db, sub) == "enabled"  # nothing stored, no action fired
+    # The fault is gone: SendGrid's retry of the same batch is recorded whole.
+    assert (await send(sendgrid, signer, batch)).status_code == 200
+    assert sorted(r["email"] for r in rows(db)) == ["gone@example.com", "poison@example.com"]
+    assert subscriber_status(db, sub) == "blocklisted"

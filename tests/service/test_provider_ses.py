@@ -8,6 +8,7 @@ import base64
 import datetime
 import http.server
 import ipaddress
+import socket
 import ssl
 import threading
 import uuid
@@ -93,7 +94,7 @@ def sns_server(tmp_path_factory) -> Iterator[SnsServer]:
             requests.append(self.path)
             if self.path == CERT_PATH:
                 payload, status = signing_pem, 200
-            elif self.path.startswith("/?Action=ConfirmSubscription&"):
+            elif self.path.startswith("/?Action=ConfirmSubscription&") and "Token=expired" not in self.path:
                 payload, status = b"<ConfirmSubscriptionResponse/>", 200
             else:
                 payload, status = b"not found", 404
@@ -404,3 +405,26 @@ async def test_an_unreachable_certificate_host_is_503_so_sns_retries(make_client
     replace_provider(client, Ses, fetcher=Down())
     response = await deliver(client, sign(sns_server.signing_key, envelope(bounce()), AWS_CERT_URL))
     assert response.status_code == 503 and rows(db) == []
+
+
+async def test_a_confirmation_that_sns_refuses_is_400_not_retried(ses, sns_server, db):
+    message = sign(sns_server.signing_key, confirmation("SubscriptionConfirmation", local_subscribe_url(sns_server, "expired"),
+                                                        "expired"), sns_server.cert_url)
+    response = await deliver(ses, message)
+    assert response.status_code == 400 and "HTTP 404" in response.json()["message"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers, like a host that has stopped responding."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+async def test_a_certificate_host_that_never_answers_times_out_as_503(make_client, secrets, sns_server, silent_server, db):
+    client = await enable(make_client, secrets, "ses", {"topicArns": [TOPIC]})
+    replace_provider(client, Ses, fetcher=HttpsFetcher(context=sns_server.client_context, timeout=0.2), sns_host=LOCAL_HOST)
+    message = sign(sns_server.signing_key, envelope(bounce()), silent_server + CERT_PATH)
+    response = await deliver(client, message)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5" and rows(db) == []
