@@ -64,10 +64,9 @@ async def test_bounce_types(postmark, db, bounce_type, expected):
 
 
 @pytest.mark.parametrize("record", [
-    {**HARD_BOUNCE, "Type": "AutoResponder"},
-    {**HARD_BOUNCE, "Type": "Unsubscribe"},
-    {**HARD_BOUNCE, "Type": "ChallengeVerification"},
-    {**HARD_BOUNCE, "Type": "SMTPApiError"},
+    *({**HARD_BOUNCE, "Type": kind} for kind in (
+        "Unsubscribe", "Subscribe", "AutoResponder", "AddressChange", "OpenRelayTest", "ChallengeVerification",
+        "ManuallyDeactivated", "Unconfirmed", "SMTPApiError", "InboundError", "TemplateRenderingFailed")),
     {"RecordType": "Delivery", "MessageID": "x", "Recipient": "a@example.com", "DeliveredAt": "2019-11-05T16:33:54Z"},
     {"RecordType": "Open", "MessageID": "x", "Recipient": "a@example.com"},
 ])
