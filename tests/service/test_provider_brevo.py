@@ -65,3 +65,11 @@ async def test_redelivery_is_recorded_once_and_a_batch_is_atomic(brevo, db):
     response = await send(brevo, [{**HARD_BOUNCE, "email": "new@example.com"}, {**HARD_BOUNCE, "email": "broken"}])
     assert response.status_code == 400 and response.json()["message"] == "Invalid data: [1].email is not an e-mail address"
     assert len(rows(db)) == 1
+
+
+@pytest.mark.parametrize("event", [{**HARD_BOUNCE, "event": ["hard_bounce"]}, {**HARD_BOUNCE, "event": None},
+                                   {**HARD_BOUNCE, "ts_epoch": "yesterday"}, {**HARD_BOUNCE, "email": 42}])
+async def test_malformed_events_are_400(brevo, db, event):
+    response = await send(brevo, [SPAM, event])
+    assert response.status_code == 400 and response.json()["message"].startswith("Invalid data: [1].")
+    assert rows(db) == []

@@ -73,4 +73,5 @@ async def test_forged_and_replayed_requests_are_401(lettermint, db):
 async def test_signed_but_malformed_is_400(lettermint, db):
     assert (await send(lettermint, {**EVENT, "data": {"recipient": "nobody"}})).status_code == 400
     assert (await send(lettermint, {**EVENT, "id": 7})).status_code == 400
+    assert (await send(lettermint, {**EVENT, "event": ["message.hard_bounced"]})).status_code == 400  # was a 500
     assert rows(db) == []
