@@ -63,12 +63,13 @@ class Provider:
               tracking: Sequence[Mapping[str, Any]] = ()) -> BounceEvent:
         """One event of this provider; `tracking` holds the mappings (headers, custom args, metadata) that
         may carry listmonk's X-Listmonk-Campaign / X-Listmonk-Subscriber ids."""
+        campaign, subscriber = f.tracked_ids(tracking)
         return BounceEvent(
             type=kind,
             source=self.name,
             email=email,
-            campaign_uuid=f.tracked_uuid(f.CAMPAIGN_KEYS, tracking),
-            subscriber_uuid=f.tracked_uuid(f.SUBSCRIBER_KEYS, tracking),
+            campaign_uuid=campaign,
+            subscriber_uuid=subscriber,
             created_at=created_at,
             event_key=f.event_key(self.name, *key),
             meta=dict(meta),
