@@ -115,3 +115,16 @@ def refusing_inserts(db, email: str) -> Iterator[None]:
     finally:
         db.execute("DROP TRIGGER test_refuse_insert ON bounces")
         db.execute("DROP FUNCTION test_refuse_insert()")
+
+
+async def redelivered_once(db, deliver, email: str) -> dict:
+    """Delivers a hard bounce for a subscriber, re-enables the subscriber, delivers it again (a provider's
+    retry): one row, and the blocklist fired the first time only. Returns the row."""
+    subscriber = add_subscriber(db, email)
+    assert (await deliver()).status_code == 200
+    assert subscriber_status(db, subscriber) == "blocklisted"
+    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (subscriber,))
+    assert (await deliver()).status_code == 200
+    (row,) = rows(db)
+    assert subscriber_status(db, subscriber) == "enabled"
+    return row

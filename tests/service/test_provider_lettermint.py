@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from tests.service.providers_helpers import CAMPAIGN, add_campaign, enable, hex_hmac, post, rows
+from tests.service.providers_helpers import CAMPAIGN, add_campaign, enable, hex_hmac, post, redelivered_once, rows
 
 KEY = "lm-signing-secret"
 EVENT = {
@@ -51,10 +51,9 @@ async def test_test_pings_and_deliveries_are_ignored(lettermint, db):
     assert rows(db) == []
 
 
-async def test_redelivery_is_recorded_once(lettermint, db):
-    assert (await send(lettermint, EVENT)).status_code == 200
-    assert (await send(lettermint, EVENT)).status_code == 200
-    assert len(rows(db)) == 1
+async def test_redelivery_is_recorded_once_and_fires_once(lettermint, db):
+    row = await redelivered_once(db, lambda: send(lettermint, EVENT), "gone@example.com")  # re-signed, same id
+    assert row["event_key"] == "lettermint:evt_01JDXK6Q2N8M3V"
 
 
 async def test_forged_and_replayed_requests_are_401(lettermint, db):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.service.providers_helpers import (
-    CAMPAIGN, SUBSCRIBER, add_campaign, add_subscriber, enable_basic, post_basic, rows, subscriber_status,
+    CAMPAIGN, SUBSCRIBER, add_campaign, add_subscriber, enable_basic, post_basic, redelivered_once, rows, subscriber_status,
 )
 
 HARD_BOUNCE = {
@@ -75,10 +75,9 @@ async def test_non_bounces_are_accepted_and_ignored(postmark, db, record):
     assert rows(db) == []
 
 
-async def test_redelivery_is_recorded_once(postmark, db):
-    for _ in range(3):
-        assert (await send(postmark, HARD_BOUNCE)).status_code == 200
-    assert len(rows(db)) == 1
+async def test_redelivery_is_recorded_once_and_fires_once(postmark, db):
+    row = await redelivered_once(db, lambda: send(postmark, HARD_BOUNCE), "gone@example.com")
+    assert row["event_key"] == "postmark:42"
 
 
 @pytest.mark.parametrize("record", [

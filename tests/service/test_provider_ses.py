@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from bounce_service.providers._sns import FetchError, HttpsFetcher
 from bounce_service.providers.ses import Ses
 from tests.service.providers_helpers import (
-    CAMPAIGN, add_campaign, add_subscriber, by_email, enable, post, replace_provider, rows, subscriber_status,
+    CAMPAIGN, add_campaign, add_subscriber, by_email, enable, post, redelivered_once, replace_provider, rows, subscriber_status,
 )
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
@@ -245,13 +245,10 @@ async def test_non_bounce_notifications_are_accepted_and_ignored(ses, sns_server
 
 
 async def test_redelivery_is_recorded_once_and_the_certificate_fetched_once(ses, sns_server, db):
-    sub = add_subscriber(db, "recipient@example.com")
     fetched_before = sns_server.requests.count(CERT_PATH)
     message = sign(sns_server.signing_key, envelope(bounce()), sns_server.cert_url)
-    assert (await deliver(ses, message)).status_code == 200
-    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (sub,))
-    assert (await deliver(ses, message)).status_code == 200
-    assert len(rows(db)) == 1 and subscriber_status(db, sub) == "enabled"  # the action fired once
+    row = await redelivered_once(db, lambda: deliver(ses, message), "recipient@example.com")
+    assert row["event_key"] == f"ses:{message['MessageId']}:recipient@example.com"
     other = sign(sns_server.signing_key, envelope(bounce(recipients=[{"emailAddress": "b@example.com"}])), sns_server.cert_url)
     assert (await deliver(ses, other)).status_code == 200
     assert sns_server.requests.count(CERT_PATH) - fetched_before == 1
