@@ -48,6 +48,7 @@ async def test_delivery_reports_are_recorded(azure, db):
     assert (await send(azure, events)).status_code == 200
     (row,) = rows(db)
     assert (row["email"], row["type"], row["source"], row["event_key"]) == ("gone@example.com", "hard", "azure", "azure:e-1")
+    assert row["campaign"] is None  # ACS delivery reports carry no custom data to link a campaign with
     assert row["created_at"].isoformat() == "2026-11-22T10:15:00.123000+00:00"
     assert row["meta"]["deliveryStatusDetails"]["statusMessage"] == "550 5.1.1 user unknown"
 

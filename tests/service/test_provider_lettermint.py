@@ -39,7 +39,7 @@ async def test_events_are_recorded_with_campaign_time_and_meta(lettermint, db):
     assert (await send(lettermint, {**EVENT, "id": "evt_2", "event": "message.spam_complaint"})).status_code == 200
     assert (await send(lettermint, {**EVENT, "id": "evt_3", "event": "message.soft_bounced"})).status_code == 200
     hard, complaint, soft = rows(db)
-    assert (hard["email"], hard["type"], hard["campaign"], hard["event_key"]) == ("gone@example.com", "hard", CAMPAIGN, "lettermint:evt_01JDXK6Q2N8M3V")
+    assert (hard["email"], hard["type"], hard["source"], hard["campaign"]) == ("gone@example.com", "hard", "lettermint", CAMPAIGN)
     assert hard["created_at"].isoformat() == "2026-11-22T10:15:00+00:00"
     assert hard["meta"]["response"]["enhanced_status_code"] == "5.1.1"
     assert (complaint["type"], soft["type"]) == ("complaint", "soft")
