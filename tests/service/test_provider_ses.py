@@ -4,6 +4,7 @@ server (a test CA on 127.0.0.1); nothing here touches the network."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import http.server
@@ -425,3 +426,12 @@ async def test_a_certificate_host_that_never_answers_times_out_as_503(make_clien
     message = sign(sns_server.signing_key, envelope(bounce()), silent_server + CERT_PATH)
     response = await deliver(client, message)
     assert response.status_code == 503 and response.headers["retry-after"] == "5" and rows(db) == []
+
+
+async def test_a_burst_on_a_cold_cache_fetches_the_certificate_once(ses, sns_server, db):
+    messages = [sign(sns_server.signing_key, envelope(bounce(recipients=[{"emailAddress": f"r{i}@example.com"}])),
+                     sns_server.cert_url) for i in range(8)]
+    fetched_before = sns_server.requests.count(CERT_PATH)
+    responses = await asyncio.gather(*(deliver(ses, message) for message in messages))
+    assert [r.status_code for r in responses] == [200] * 8 and len(rows(db)) == 8
+    assert sns_server.requests.count(CERT_PATH) - fetched_before == 1
