@@ -202,7 +202,7 @@ def test_a_bad_key_is_a_configuration_error_at_start(make_config, secrets, key):
 
 async def test_a_batch_that_fails_in_the_database_is_a_5xx_and_stores_nothing(sendgrid, signer, db):
     sub = add_subscriber(db, "gone@example.com")
-    # Inserted in event_key order, so the good event is written before the poisoned one fails.
+    # A failure on the second event rolls back the first one too: the batch is one transaction.
     batch = [event(sg_event_id="a-good"), event(email="poison@example.com", sg_event_id="z-poison")]
     with refusing_inserts(db, "poison@example.com"):
         response = await send(sendgrid, signer, batch)
