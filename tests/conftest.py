@@ -21,7 +21,7 @@ from bounce_service.migrate import migrate
 from bounce_service.secrets import SecretSource
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = "bounces, subscriber_lists, subscribers, lists, campaigns, mailbox_scans"
+TABLES = "bounces, subscriber_lists, subscribers, lists, campaigns, mailbox_scans, webhook_tokens"
 
 TOKENS = {"admin": "admin-secret-token", "viewer": "viewer-secret-token", "poster": "poster-secret-token"}
 PERMISSIONS = {

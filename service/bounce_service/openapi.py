@@ -150,8 +150,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", "/webhooks/service/{provider}"): {
         "summary": "A mail provider's bounce and complaint events in its own format, authenticated by the provider's "
-                   "signature or secret (no API user; docs/providers.md); 401 when that fails, 404 for an unknown or "
-                   "disabled provider, 200 for ignored events; answered after commit.",
+                   "signature or secret (no API user; docs/providers.md); 401 when that fails or is a replay, 403 for an SNS "
+                   "topic not allowed, 400 for a verified body of the wrong shape, 404 for an unknown or disabled "
+                   "provider, 200 for ignored events; answered after commit.",
         "parameters": [{"name": "provider", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(REGISTRY)}}],
         "requestBody": {"description": "The provider's payload, verified over the raw bytes."},
         "responses": {"200": {"oneOf": [TRUE, {"type": "object", "properties": {"validationResponse": {"type": "string"}},

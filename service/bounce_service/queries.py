@@ -47,6 +47,20 @@ DELETE_SUBSCRIBER = "DELETE FROM subscribers WHERE id = %(subscriber_id)s"
 
 MARK_ACTION = "UPDATE bounces SET action = %(action)s WHERE id = %(bounce_id)s"
 
+# ---- provider signature tokens (providers/_tokens.py) ---------------------------------------------------
+
+# Claiming also prunes the provider's tokens that no signature window can accept any more.
+CLAIM_TOKEN = """
+WITH pruned AS (DELETE FROM webhook_tokens WHERE provider = %(provider)s AND signed_at < %(horizon)s)
+INSERT INTO webhook_tokens (provider, token, body_sha256, signed_at)
+VALUES (%(provider)s, %(token)s, %(digest)s, %(signed_at)s)
+ON CONFLICT (provider, token) DO NOTHING
+"""
+
+FIND_TOKEN = "SELECT body_sha256, spent FROM webhook_tokens WHERE provider = %(provider)s AND token = %(token)s"
+
+SPEND_TOKEN = "UPDATE webhook_tokens SET spent = TRUE WHERE provider = %(provider)s AND token = %(token)s"
+
 # ---- mailbox scanner ----------------------------------------------------------------------------------
 
 # One row per pass, written before the mailbox is touched and brought up to date after every batch, so a

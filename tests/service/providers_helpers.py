@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import httpx
 import orjson
@@ -96,3 +97,34 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 async def metric(client, text: str) -> bool:
     return text in (await client.get("/metrics")).text
+
+
+@contextmanager
+def refusing_inserts(db, email: str) -> Iterator[None]:
+    """A real PostgreSQL failure inside a request's transaction: inserting a bounce for `email` raises."""
+    db.execute("""
+        CREATE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.email = TG_ARGV[0] THEN RAISE EXCEPTION 'refused by the test trigger'; END IF;
+            RETURN NEW;
+        END $$""")
+    db.execute(f"CREATE TRIGGER test_refuse_insert BEFORE INSERT ON bounces FOR EACH ROW"
+               f" EXECUTE FUNCTION test_refuse_insert('{email}')")
+    try:
+        yield
+    finally:
+        db.execute("DROP TRIGGER test_refuse_insert ON bounces")
+        db.execute("DROP FUNCTION test_refuse_insert()")
+
+
+async def redelivered_once(db, deliver, email: str) -> dict:
+    """Delivers a hard bounce for a subscriber, re-enables the subscriber, delivers it again (a provider's
+    retry): one row, and the blocklist fired the first time only. Returns the row."""
+    subscriber = add_subscriber(db, email)
+    assert (await deliver()).status_code == 200
+    assert subscriber_status(db, subscriber) == "blocklisted"
+    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (subscriber,))
+    assert (await deliver()).status_code == 200
+    (row,) = rows(db)
+    assert subscriber_status(db, subscriber) == "enabled"
+    return row

@@ -9,7 +9,8 @@ import psycopg
 from bounce_service.migrate import migrate, migration_files
 from tests.conftest import create_database
 
-EXPECTED_TABLES = {"subscribers", "lists", "subscriber_lists", "campaigns", "bounces", "mailbox_scans", "schema_migrations"}
+EXPECTED_TABLES = {"subscribers", "lists", "subscriber_lists", "campaigns", "bounces", "mailbox_scans", "webhook_tokens",
+                   "schema_migrations"}
 
 
 def tables(url: str) -> set[str]:

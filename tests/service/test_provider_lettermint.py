@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from tests.service.providers_helpers import CAMPAIGN, add_campaign, enable, hex_hmac, post, rows
+from tests.service.providers_helpers import CAMPAIGN, add_campaign, enable, hex_hmac, post, redelivered_once, rows
 
 KEY = "lm-signing-secret"
 EVENT = {
@@ -39,7 +39,7 @@ async def test_events_are_recorded_with_campaign_time_and_meta(lettermint, db):
     assert (await send(lettermint, {**EVENT, "id": "evt_2", "event": "message.spam_complaint"})).status_code == 200
     assert (await send(lettermint, {**EVENT, "id": "evt_3", "event": "message.soft_bounced"})).status_code == 200
     hard, complaint, soft = rows(db)
-    assert (hard["email"], hard["type"], hard["campaign"], hard["event_key"]) == ("gone@example.com", "hard", CAMPAIGN, "lettermint:evt_01JDXK6Q2N8M3V")
+    assert (hard["email"], hard["type"], hard["source"], hard["campaign"]) == ("gone@example.com", "hard", "lettermint", CAMPAIGN)
     assert hard["created_at"].isoformat() == "2026-11-22T10:15:00+00:00"
     assert hard["meta"]["response"]["enhanced_status_code"] == "5.1.1"
     assert (complaint["type"], soft["type"]) == ("complaint", "soft")
@@ -51,10 +51,9 @@ async def test_test_pings_and_deliveries_are_ignored(lettermint, db):
     assert rows(db) == []
 
 
-async def test_redelivery_is_recorded_once(lettermint, db):
-    assert (await send(lettermint, EVENT)).status_code == 200
-    assert (await send(lettermint, EVENT)).status_code == 200
-    assert len(rows(db)) == 1
+async def test_redelivery_is_recorded_once_and_fires_once(lettermint, db):
+    row = await redelivered_once(db, lambda: send(lettermint, EVENT), "gone@example.com")  # re-signed, same id
+    assert row["event_key"] == "lettermint:evt_01JDXK6Q2N8M3V"
 
 
 async def test_forged_and_replayed_requests_are_401(lettermint, db):
@@ -73,4 +72,5 @@ async def test_forged_and_replayed_requests_are_401(lettermint, db):
 async def test_signed_but_malformed_is_400(lettermint, db):
     assert (await send(lettermint, {**EVENT, "data": {"recipient": "nobody"}})).status_code == 400
     assert (await send(lettermint, {**EVENT, "id": 7})).status_code == 400
+    assert (await send(lettermint, {**EVENT, "event": ["message.hard_bounced"]})).status_code == 400  # was a 500
     assert rows(db) == []

@@ -1,4 +1,4 @@
-"""Mailgun webhooks: HMAC-SHA256 of timestamp + token, a replay cache for tokens, and a window."""
+"""Mailgun webhooks: HMAC-SHA256 of timestamp + token, one-time tokens shared by all replicas, and a window."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import time
 import orjson
 import pytest
 
-from tests.service.providers_helpers import CAMPAIGN, add_campaign, add_subscriber, enable, hex_hmac, post, rows, subscriber_status
+from bounce_service.providers.mailgun import Mailgun
+from tests.service.providers_helpers import (
+    CAMPAIGN, add_campaign, enable, hex_hmac, post, redelivered_once, refusing_inserts, replace_provider, rows,
+)
 
 KEY = "key-mailgun-webhook-signing"
 
@@ -74,11 +77,8 @@ async def test_non_bounces_and_deferrals_are_ignored(mailgun, db, fields):
 
 
 async def test_a_resigned_redelivery_is_recorded_once_and_fires_once(mailgun, db):
-    sub = add_subscriber(db, "invalid@example.com")
-    assert (await send(mailgun, signed(event_data()))).status_code == 200
-    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (sub,))
-    assert (await send(mailgun, signed(event_data()))).status_code == 200  # new token, same event
-    assert len(rows(db)) == 1 and subscriber_status(db, sub) == "enabled"
+    row = await redelivered_once(db, lambda: send(mailgun, signed(event_data())), "invalid@example.com")  # new tokens
+    assert row["event_key"].startswith("mailgun:sha256:")  # event-data.id with its timestamp: ids repeat across days
 
 
 async def test_a_replayed_token_is_401(mailgun, db):
@@ -109,11 +109,39 @@ async def test_forged_and_stale_requests_are_401(mailgun, db):
     assert rows(db) == []
 
 
-async def test_the_replay_cache_is_bounded(make_client, secrets, db, monkeypatch):
-    from bounce_service.providers import mailgun as module
+async def test_a_token_replayed_to_another_replica_is_401(make_client, secrets, db):
+    """Two apps with their own processes' state, one database: what two replicas (or workers) share."""
+    first = await enable(make_client, secrets, "mailgun", secret=KEY)
+    content = signed(event_data())
+    assert (await send(first, content)).status_code == 200
+    second = await enable(make_client, secrets, "mailgun", secret=KEY)
+    response = await send(second, content)
+    assert response.status_code == 401 and response.json()["message"] == "signature token already used (replay)"
+    assert len(rows(db)) == 1
 
-    monkeypatch.setattr(module, "MAX_TOKENS", 3)
-    client = await enable(make_client, secrets, "mailgun", secret=KEY)
-    for index in range(5):
-        assert (await send(client, signed(event_data(event="delivered", id=str(index))))).status_code == 200
-    assert len(client.app.state.providers["mailgun"].tokens) == 3
+
+async def test_a_captured_token_cannot_carry_another_event(mailgun, db):
+    token = random.token_hex(25)
+    assert (await send(mailgun, signed(event_data(event="delivered"), token=token))).status_code == 200
+    forged = signed(event_data(recipient="victim@example.com", id="forged"), token=token)  # same signature block
+    assert (await send(mailgun, forged)).status_code == 401
+    assert rows(db) == []
+
+
+async def test_a_retry_after_a_failed_commit_goes_through(mailgun, db):
+    content = signed(event_data())
+    with refusing_inserts(db, "invalid@example.com"):
+        assert (await send(mailgun, content)).status_code == 500
+    assert (await send(mailgun, content)).status_code == 200  # same token, same event: not yet recorded
+    assert len(rows(db)) == 1
+    assert (await send(mailgun, content)).status_code == 401  # now it has been
+
+
+async def test_tokens_no_window_accepts_are_pruned(mailgun, db):
+    now = time.time()
+    clock = {"now": now}
+    replace_provider(mailgun, Mailgun, clock=lambda: clock["now"])
+    assert (await send(mailgun, signed(event_data(event="delivered"), token="old", at=int(now)))).status_code == 200
+    clock["now"] = now + 2 * 9 * 3600 + 60  # two 9h windows later
+    assert (await send(mailgun, signed(event_data(event="delivered"), token="new", at=int(clock["now"])))).status_code == 200
+    assert [row["token"] for row in db.execute("SELECT token FROM webhook_tokens").fetchall()] == ["new"]

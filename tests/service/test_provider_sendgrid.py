@@ -14,8 +14,8 @@ from bounce_service.app import create_app
 from bounce_service.config import ConfigError
 from bounce_service.providers.sendgrid import SendGrid
 from tests.service.providers_helpers import (
-    CAMPAIGN, SUBSCRIBER, add_campaign, add_subscriber, by_email, enable, metric, post, replace_provider, rows,
-    subscriber_status, write_secret,
+    CAMPAIGN, SUBSCRIBER, add_campaign, add_subscriber, by_email, enable, metric, post, redelivered_once, refusing_inserts,
+    replace_provider, rows, subscriber_status, write_secret,
 )
 
 # SendGrid's own SDK test vector (sendgrid-python test/unit/test_eventwebhook.py).
@@ -124,12 +124,9 @@ async def test_non_bounce_events_are_accepted_and_ignored(sendgrid, signer, db):
 
 
 async def test_redelivery_is_recorded_once_and_fires_once(sendgrid, signer, db):
-    sub = add_subscriber(db, "gone@example.com")
-    assert (await send(sendgrid, signer, [event(), event()])).status_code == 200
-    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (sub,))
-    assert (await send(sendgrid, signer, [event()])).status_code == 200
-    assert len(rows(db)) == 1
-    assert subscriber_status(db, sub) == "enabled"  # the retry did not fire the blocklist again
+    # The same event twice within one batch, then the batch again.
+    row = await redelivered_once(db, lambda: send(sendgrid, signer, [event(), event()]), "gone@example.com")
+    assert row["event_key"] == "sendgrid:6g4ZI7SA-xmRDv57GoPIPw=="
 
 
 async def test_a_batch_with_a_malformed_event_writes_nothing(sendgrid, signer, db):
@@ -200,3 +197,18 @@ def test_a_bad_key_is_a_configuration_error_at_start(make_config, secrets, key):
     with pytest.raises(ConfigError) as caught:
         create_app(config)
     assert caught.value.problems[0].startswith("spec.webhooks.sendgrid.verificationKey: ")
+
+
+
+async def test_a_batch_that_fails_in_the_database_is_a_5xx_and_stores_nothing(sendgrid, signer, db):
+    sub = add_subscriber(db, "gone@example.com")
+    # A failure on the second event rolls back the first one too: the batch is one transaction.
+    batch = [event(sg_event_id="a-good"), event(email="poison@example.com", sg_event_id="z-poison")]
+    with refusing_inserts(db, "poison@example.com"):
+        response = await send(sendgrid, signer, batch)
+    assert response.status_code == 500 and response.json() == {"message": "internal server error"}
+    assert rows(db) == [] and subscriber_status(db, sub) == "enabled"  # nothing stored, no action fired
+    # The fault is gone: SendGrid's retry of the same batch is recorded whole.
+    assert (await send(sendgrid, signer, batch)).status_code == 200
+    assert sorted(r["email"] for r in rows(db)) == ["gone@example.com", "poison@example.com"]
+    assert subscriber_status(db, sub) == "blocklisted"

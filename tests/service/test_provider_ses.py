@@ -4,10 +4,12 @@ server (a test CA on 127.0.0.1); nothing here touches the network."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import http.server
 import ipaddress
+import socket
 import ssl
 import threading
 import uuid
@@ -24,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from bounce_service.providers._sns import FetchError, HttpsFetcher
 from bounce_service.providers.ses import Ses
 from tests.service.providers_helpers import (
-    CAMPAIGN, add_campaign, add_subscriber, by_email, enable, post, replace_provider, rows, subscriber_status,
+    CAMPAIGN, add_campaign, add_subscriber, by_email, enable, post, redelivered_once, replace_provider, rows, subscriber_status,
 )
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
@@ -93,7 +95,7 @@ def sns_server(tmp_path_factory) -> Iterator[SnsServer]:
             requests.append(self.path)
             if self.path == CERT_PATH:
                 payload, status = signing_pem, 200
-            elif self.path.startswith("/?Action=ConfirmSubscription&"):
+            elif self.path.startswith("/?Action=ConfirmSubscription&") and "Token=expired" not in self.path:
                 payload, status = b"<ConfirmSubscriptionResponse/>", 200
             else:
                 payload, status = b"not found", 404
@@ -244,13 +246,10 @@ async def test_non_bounce_notifications_are_accepted_and_ignored(ses, sns_server
 
 
 async def test_redelivery_is_recorded_once_and_the_certificate_fetched_once(ses, sns_server, db):
-    sub = add_subscriber(db, "recipient@example.com")
     fetched_before = sns_server.requests.count(CERT_PATH)
     message = sign(sns_server.signing_key, envelope(bounce()), sns_server.cert_url)
-    assert (await deliver(ses, message)).status_code == 200
-    db.execute("UPDATE subscribers SET status = 'enabled' WHERE id = %s", (sub,))
-    assert (await deliver(ses, message)).status_code == 200
-    assert len(rows(db)) == 1 and subscriber_status(db, sub) == "enabled"  # the action fired once
+    row = await redelivered_once(db, lambda: deliver(ses, message), "recipient@example.com")
+    assert row["event_key"] == f"ses:{message['MessageId']}:recipient@example.com"
     other = sign(sns_server.signing_key, envelope(bounce(recipients=[{"emailAddress": "b@example.com"}])), sns_server.cert_url)
     assert (await deliver(ses, other)).status_code == 200
     assert sns_server.requests.count(CERT_PATH) - fetched_before == 1
@@ -404,3 +403,35 @@ async def test_an_unreachable_certificate_host_is_503_so_sns_retries(make_client
     replace_provider(client, Ses, fetcher=Down())
     response = await deliver(client, sign(sns_server.signing_key, envelope(bounce()), AWS_CERT_URL))
     assert response.status_code == 503 and rows(db) == []
+
+
+async def test_a_confirmation_that_sns_refuses_is_400_not_retried(ses, sns_server, db):
+    message = sign(sns_server.signing_key, confirmation("SubscriptionConfirmation", local_subscribe_url(sns_server, "expired"),
+                                                        "expired"), sns_server.cert_url)
+    response = await deliver(ses, message)
+    assert response.status_code == 400 and "HTTP 404" in response.json()["message"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers, like a host that has stopped responding."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+async def test_a_certificate_host_that_never_answers_times_out_as_503(make_client, secrets, sns_server, silent_server, db):
+    client = await enable(make_client, secrets, "ses", {"topicArns": [TOPIC]})
+    replace_provider(client, Ses, fetcher=HttpsFetcher(context=sns_server.client_context, timeout=0.2), sns_host=LOCAL_HOST)
+    message = sign(sns_server.signing_key, envelope(bounce()), silent_server + CERT_PATH)
+    response = await deliver(client, message)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5" and rows(db) == []
+
+
+async def test_a_burst_on_a_cold_cache_fetches_the_certificate_once(ses, sns_server, db):
+    messages = [sign(sns_server.signing_key, envelope(bounce(recipients=[{"emailAddress": f"r{i}@example.com"}])),
+                     sns_server.cert_url) for i in range(8)]
+    fetched_before = sns_server.requests.count(CERT_PATH)
+    responses = await asyncio.gather(*(deliver(ses, message) for message in messages))
+    assert [r.status_code for r in responses] == [200] * 8 and len(rows(db)) == 8
+    assert sns_server.requests.count(CERT_PATH) - fetched_before == 1

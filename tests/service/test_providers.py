@@ -6,6 +6,8 @@ import base64
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bounce_service.app import create_app
 from bounce_service.config import ConfigError
@@ -86,3 +88,68 @@ def test_a_bad_resend_secret_stops_the_start(make_config, secrets):
     config = make_config(webhooks={"resend": {"enabled": True, "secret": {"secretRef": {"name": "resend", "key": "secret"}}}})
     with pytest.raises(ConfigError, match=r"spec\.webhooks\.resend\.secret: not a Svix signing secret"):
         create_app(config)
+
+
+def _sendgrid_key() -> str:
+    der = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+# Every provider, enabled the way its setup guide says: (section, secret values).
+ENABLED = {
+    "ses": ({"topicArns": ["arn:aws:sns:us-east-1:123456789012:ses-feedback"]}, {}),
+    "sendgrid": ({}, {"verificationKey": _sendgrid_key()}),
+    "postmark": ({"username": "hook"}, {"password": "pw"}),
+    "forwardemail": ({}, {"secret": "key"}),
+    "lettermint": ({}, {"secret": "key"}),
+    "azure": ({"secretHeader": "X-Hook-Secret"}, {"secret": "key"}),
+    "mailgun": ({}, {"secret": "key"}),
+    "brevo": ({"username": "hook"}, {"password": "pw"}),
+    "mailjet": ({"username": "hook"}, {"password": "pw"}),
+    "sparkpost": ({"username": "hook"}, {"password": "pw"}),
+    "resend": ({}, {"secret": "whsec_" + base64.b64encode(b"resend-signing-secret").decode()}),
+}
+# Every header any provider reads, filled with bytes no provider sends (latin-1, not ASCII).
+HOSTILE_HEADERS = {
+    name: "\u00e9\u00ff=,".encode("latin-1") for name in (
+        "Authorization", "X-Twilio-Email-Event-Webhook-Signature", "X-Twilio-Email-Event-Webhook-Timestamp",
+        "X-Webhook-Signature", "X-Lettermint-Signature", "X-Hook-Secret", "aeg-event-type", "svix-id",
+        "svix-timestamp", "svix-signature", "webhook-signature", "x-amz-sns-message-type")
+}
+GARBAGE = [
+    ({}, b""),
+    ({}, b"{not json"),
+    ({"Content-Type": "application/json"}, b"null"),
+    ({}, b"[]"),
+    ({}, b"[" * 5000 + b"]" * 5000),
+    ({"x-amz-sns-message-type": "Notification", "aeg-event-type": "SubscriptionValidation"},
+     b'{"Type": "Notification", "signature": {"timestamp": "1e999", "token": "t", "signature": "00"}}'),
+    (HOSTILE_HEADERS, b'{"signature": {"timestamp": "\\u00e9", "token": "\\u00e9", "signature": "\\u00e9"}}'),
+]
+
+
+@pytest.mark.parametrize("provider", sorted(ENABLED))
+async def test_unauthenticated_garbage_is_refused_without_a_5xx_and_writes_nothing(make_client, secrets, db, provider):
+    section, values = ENABLED[provider]
+    client = await enable(make_client, secrets, provider, section, **values)
+    for headers, content in GARBAGE:
+        response = await post(client, provider, content, headers)
+        assert response.status_code in (400, 401, 403), (headers, content[:40], response.status_code)
+        assert "message" in response.json()
+    for value in ("", "\u00e9t\u00e9"):
+        response = await post(client, provider, b"{}", params={"code": value})
+        assert response.status_code in (400, 401, 403)
+    assert rows(db) == []
+
+
+@pytest.mark.parametrize("provider", sorted(name for name, (_, values) in ENABLED.items() if values))
+def test_every_provider_refuses_to_start_without_its_secret(make_config, secrets, provider):
+    section, values = ENABLED[provider]
+    refs = {key: {"secretRef": {"name": "nowhere", "key": key}} for key in values}
+    with pytest.raises(ConfigError) as caught:
+        create_app(make_config(webhooks={provider: {"enabled": True, **section, **refs}}))
+    assert all(problem.startswith(f"spec.webhooks.{provider}.") for problem in caught.value.problems)
+    without = {key: value for key, value in section.items() if key != "username"}
+    with pytest.raises(ConfigError):  # the CRD's own rule: enabled requires the secret (and a username)
+        create_app(make_config(webhooks={provider: {"enabled": True, **without}}))

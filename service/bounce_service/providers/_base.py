@@ -19,6 +19,7 @@ from ..durations import parse_duration
 from ..events import BounceEvent
 from ..secrets import Secret
 from . import _fields as f
+from ._tokens import TokenUse
 from ._verify import check_basic
 
 Clock = Callable[[], float]
@@ -38,9 +39,8 @@ class Handled:
     events: Sequence[BounceEvent] = ()
     # A JSON body answered instead of {"data": true}: Event Grid's handshake wants its own shape.
     reply: Any = None
-    # Runs once the events are committed; remembering a replay token any earlier would turn a
-    # retry after a failed commit into a "replay" and lose the event.
-    on_commit: Callable[[], None] | None = None
+    # A one-time signature token (Mailgun) to claim before the events are recorded and spend after.
+    token: TokenUse | None = None
 
 
 class Provider:
@@ -63,12 +63,13 @@ class Provider:
               tracking: Sequence[Mapping[str, Any]] = ()) -> BounceEvent:
         """One event of this provider; `tracking` holds the mappings (headers, custom args, metadata) that
         may carry listmonk's X-Listmonk-Campaign / X-Listmonk-Subscriber ids."""
+        campaign, subscriber = f.tracked_ids(tracking)
         return BounceEvent(
             type=kind,
             source=self.name,
             email=email,
-            campaign_uuid=f.tracked_uuid(f.CAMPAIGN_KEYS, tracking),
-            subscriber_uuid=f.tracked_uuid(f.SUBSCRIBER_KEYS, tracking),
+            campaign_uuid=campaign,
+            subscriber_uuid=subscriber,
             created_at=created_at,
             event_key=f.event_key(self.name, *key),
             meta=dict(meta),

@@ -98,15 +98,6 @@ def from_iso(value: Any, where: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def lookup(mapping: Mapping[str, Any], names: Iterable[str]) -> Any:
-    """The value of the first of `names` present in `mapping`, ignoring case (headers, metadata keys)."""
-    lowered = {str(key).lower(): value for key, value in mapping.items()}
-    for name in names:
-        if name in lowered:
-            return lowered[name]
-    return None
-
-
 def _uuid(value: Any) -> str | None:
     if isinstance(value, list) and value:  # SES tags: name -> [values]
         value = value[0]
@@ -115,12 +106,22 @@ def _uuid(value: Any) -> str | None:
     return None
 
 
-def tracked_uuid(names: Iterable[str], sources: Iterable[Mapping[str, Any]]) -> str | None:
-    """The first UUID found under one of `names` (CAMPAIGN_KEYS, SUBSCRIBER_KEYS) in `sources`."""
+def tracked_ids(sources: Iterable[Mapping[str, Any]]) -> tuple[str | None, str | None]:
+    """(campaign, subscriber): the first UUID under one of CAMPAIGN_KEYS / SUBSCRIBER_KEYS in `sources`,
+    keys compared ignoring case (headers, metadata). Each source is lower-cased once for both look-ups:
+    a SendGrid batch does this for every one of its events."""
+    campaign = subscriber = None
     for source in sources:
-        found = _uuid(lookup(source, names))
-        if found:
-            return found
+        lowered = {str(key).lower(): value for key, value in source.items()}
+        campaign = campaign or _first_uuid(lowered, CAMPAIGN_KEYS)
+        subscriber = subscriber or _first_uuid(lowered, SUBSCRIBER_KEYS)
+    return campaign, subscriber
+
+
+def _first_uuid(lowered: Mapping[str, Any], names: Iterable[str]) -> str | None:
+    for name in names:
+        if name in lowered:
+            return _uuid(lowered[name])
     return None
 
 

@@ -92,6 +92,9 @@ class SnsVerifier:
         self.cert_url = re.compile(rf"https://{host}/SimpleNotificationService-[A-Za-z0-9]+\.pem")
         self.subscribe_url = re.compile(rf"https://{host}/\?Action=ConfirmSubscription&[^#\s]*")
         self.certificates: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        # One fetch at a time: a burst of notifications after a start or a certificate rotation waits
+        # for the first download instead of sending AWS one request per notification.
+        self.fetching = asyncio.Lock()
 
     def is_subscribe_url(self, url: str) -> bool:
         return self.subscribe_url.fullmatch(url) is not None
@@ -122,6 +125,12 @@ class SnsVerifier:
         if url in self.certificates:
             self.certificates.move_to_end(url)
             return self.certificates[url]
+        async with self.fetching:
+            if url in self.certificates:  # fetched while this one waited
+                return self.certificates[url]
+            return await self._fetch(url)
+
+    async def _fetch(self, url: str) -> rsa.RSAPublicKey:
         try:
             pem = await self.fetcher.get(url)
         except FetchError as exc:

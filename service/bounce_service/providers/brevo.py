@@ -32,7 +32,7 @@ class Brevo(BasicAuthProvider):
         self.authenticate(inbound)
         found = []
         for where, event in f.items(f.document(inbound.body)):
-            kind = EVENTS.get(event.get("event"))  # type: ignore[arg-type]
+            kind = EVENTS.get(f.text(event.get("event"), f"{where}.event"))
             if kind is not None:
                 found.append(self._event(event, kind, where))
         return Handled(found)

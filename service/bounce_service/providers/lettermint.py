@@ -32,7 +32,7 @@ class Lettermint(Provider):
     async def receive(self, inbound: Inbound) -> Handled:
         self.verify(inbound)
         payload = f.obj(f.document(inbound.body), "the body")
-        kind = EVENTS.get(payload.get("event"))  # type: ignore[arg-type]
+        kind = EVENTS.get(f.text(payload.get("event"), "event"))
         if kind is None:
             return Handled()  # deliveries, opens, webhook.test
         data = f.obj(payload.get("data"), "data")

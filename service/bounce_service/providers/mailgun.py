@@ -1,20 +1,22 @@
 """Mailgun webhooks (v3 JSON): HMAC-SHA256 (hex) of `timestamp + token` with the webhook signing key.
 
-Replays are refused twice over: a signed timestamp outside `maxAge` and a token seen before (a bounded
-in-memory set per process). The set only guards the signature; what makes redelivery harmless is the
-event key (event id + timestamp, since Mailgun ids are unique only within a day, reference §1.5).
+The signature covers the token, not the event, so replays are refused twice over: a signed timestamp
+outside `maxAge`, and a token already used (the database ledger in `_tokens`, shared by every replica).
+What makes a re-signed redelivery harmless is the event key (event id + timestamp, since Mailgun ids
+are unique only within a day, reference §1.5).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Mapping
+
+import orjson
 
 from . import _fields as f
 from ._base import Handled, Inbound, Provider
+from ._tokens import TokenUse
 from ._verify import check_hex_hmac, check_window, refuse
 
-MAX_TOKENS = 100_000
 META_FIELDS = ("event", "severity", "reason", "id", "delivery-status", "tags", "log-level")
 
 
@@ -49,14 +51,6 @@ class Mailgun(Provider):
     def configure(self) -> None:
         self.key = self.secret("secret").reveal().encode()
         self.window = self.max_age()
-        self.tokens: OrderedDict[str, float] = OrderedDict()
-
-    def _remember(self, token: str, signed_at: float) -> None:
-        self.tokens[token] = signed_at
-        horizon = self.clock() - self.window
-        # Oldest first: tokens outside the window are refused by the window anyway.
-        while self.tokens and (len(self.tokens) > MAX_TOKENS or next(iter(self.tokens.values())) < horizon):
-            self.tokens.popitem(last=False)
 
     async def receive(self, inbound: Inbound) -> Handled:
         payload = f.obj(f.document(inbound.body), "the body")
@@ -67,14 +61,14 @@ class Mailgun(Provider):
         if not isinstance(timestamp, str) or not isinstance(token, str) or not token:
             raise refuse(self.name, "malformed signature")
         check_hex_hmac(self.name, self.key, timestamp.encode() + token.encode(), signature.get("signature"))
-        signed_at = check_window(self.name, timestamp, self.window, self.clock())
-        if token in self.tokens:
-            raise refuse(self.name, "signature token already used (replay)")
-
+        now = self.clock()
+        signed_at = check_window(self.name, timestamp, self.window, now)
         event = f.obj(payload.get("event-data"), "event-data")
+        # The event in canonical form, so a retry that serialises it differently is still the same event.
+        use = TokenUse.of(self.name, token, orjson.dumps(event, option=orjson.OPT_SORT_KEYS), signed_at, self.window, now)
         kind = classify(event)
         if kind is None:
-            return Handled(on_commit=lambda: self._remember(token, signed_at))
+            return Handled(token=use)
         return Handled(
             [self.event(
                 kind,
@@ -84,5 +78,5 @@ class Mailgun(Provider):
                 meta=f.pick(event, *META_FIELDS),
                 tracking=[f.optional_obj(event.get("user-variables"), "event-data.user-variables")],
             )],
-            on_commit=lambda: self._remember(token, signed_at),
+            token=use,
         )

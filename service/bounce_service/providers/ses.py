@@ -94,7 +94,9 @@ class Ses(Provider):
         try:
             await self.sns.fetcher.get(message["SubscribeURL"])
         except FetchError as exc:
-            raise ApiError(503, f"could not confirm the SNS subscription ({exc}); retry later") from None
+            if exc.transient:
+                raise ApiError(503, f"could not confirm the SNS subscription ({exc}); retry later", {"Retry-After": "5"}) from None
+            raise f.malformed(f"SNS refused to confirm the subscription ({exc})") from None
         log.info("confirmed the SNS subscription to %s", message["TopicArn"])
 
     def events(self, envelope: Mapping[str, Any]) -> list[BounceEvent]:

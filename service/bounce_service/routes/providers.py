@@ -14,6 +14,7 @@ from ..auth import Endpoint
 from ..errors import ApiError
 from ..http import JSONResponse, ok
 from ..providers import REGISTRY, Inbound
+from ..providers import _tokens as tokens
 from .observe import observed
 
 UNKNOWN = "unknown"
@@ -29,10 +30,12 @@ async def _deliver(request: Request) -> Response:
     handled = await provider.receive(
         Inbound(body=await request.body(), headers=request.headers, query=request.query_params)
     )
+    if handled.token is not None:
+        await tokens.claim(request.app.state.db, handled.token)
     if handled.events:
         await request.app.state.recorder.record(handled.events)
-    if handled.on_commit is not None:
-        handled.on_commit()
+    if handled.token is not None:
+        await tokens.spend(request.app.state.db, handled.token)
     return JSONResponse(handled.reply) if handled.reply is not None else ok(True)
 
 
