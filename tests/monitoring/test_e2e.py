@@ -80,8 +80,6 @@ def test_service_down_alert_names_the_unreachable_service_only(prometheus: Prome
     assert not prometheus.alerts("BounceDatabaseDown")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the service to export bounce_mailbox_scan_interval_seconds{mailbox}"
-                   " (asked of the lead; remove this mark when it does)")
 def test_stale_mailbox_alert_fires_for_the_mailbox_three_intervals_behind(prometheus: Prometheus) -> None:
     interval = prometheus.query("bounce_mailbox_scan_interval_seconds")  # scraped with everything else
     assert {s["metric"]["mailbox"]: s["value"][1] for s in interval} == {"returns": "900", "fbl": "3600"}
