@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT
+from tests.mailbox.conftest import dovecot  # noqa: F401  (the real POP3 server, for test_replicas)
 
 
 @pytest.fixture(scope="session")
