@@ -14,7 +14,7 @@ import yaml
 
 from bounce_operator.alerts import alert_rules
 from bounce_operator.manifests import CLUSTER_RULES, RULES, operator_manifests
-from bounce_operator.render import Owner, render_service
+from bounce_operator.render import Owner, render_children, render_service
 from bounce_operator.render import labels as labels_of
 from bounce_service.schema import validate_spec
 from tests.conftest import ROOT
@@ -35,6 +35,9 @@ CASES: dict[str, dict[str, Any]] = {
     "namespaced, everything on": {**NAMESPACED, **EVERYTHING,
                                   "exampleBounceConfig": {"enabled": True, "namespace": "mail", "name": "news"}},
     "bring your own service account": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}},
+    "monitoring on": {"monitoring": MONITORING},
+    "ingress on": {"exampleBounceConfig": {"enabled": True, "spec": {"service": {"ingress": {
+        "enabled": True, "host": "bounces.example.com", "className": "nginx", "tlsSecretName": "bounces-tls"}}}}},
 }
 ALWAYS = ["CustomResourceDefinition", "ServiceAccount", "Service", "Deployment", "Pod"]  # Pod: the `helm test` hook
 
@@ -53,9 +56,9 @@ def rendered(helm: Helm) -> dict[str, list[dict[str, Any]]]:
     return {case: helm.template(values) for case, values in CASES.items()}
 
 
-@pytest.mark.parametrize("values", [{}, EVERYTHING, {**NAMESPACED, **EVERYTHING}], ids=["defaults", "cluster", "namespaced"])
-def test_lint_strict_passes(helm: Helm, values: dict[str, Any], tmp_path) -> None:
-    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+@pytest.mark.parametrize("case", list(CASES))
+def test_lint_strict_passes(helm: Helm, case: str, tmp_path) -> None:
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(CASES[case]))
     result = helm.run("lint", "--strict", str(CHART), "--values", str(tmp_path / "values.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
@@ -74,6 +77,9 @@ def test_each_mode_renders_what_it_needs_and_nothing_more(rendered) -> None:
     assert kinds(rendered["cluster-wide, everything on"]) == sorted(ALWAYS + [
         "ClusterRole", "ClusterRoleBinding", "ServiceMonitor", "PrometheusRule", "ConfigMap", "BounceConfig",
         "PodDisruptionBudget", "NetworkPolicy"])
+    assert kinds(rendered["monitoring on"]) == sorted(ALWAYS + [
+        "ClusterRole", "ClusterRoleBinding", "ServiceMonitor", "PrometheusRule", "ConfigMap"])
+    assert kinds(rendered["ingress on"]) == sorted(ALWAYS + ["ClusterRole", "ClusterRoleBinding", "BounceConfig"])
     assert kinds(rendered["bring your own service account"]) == sorted(set(ALWAYS) - {"ServiceAccount"})
     deployment = the(rendered["bring your own service account"], "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
@@ -175,6 +181,21 @@ def test_the_example_bounceconfig_is_valid_and_where_the_operator_looks(rendered
     assert violations == []
     default = the(rendered["cluster-wide, everything on"], "BounceConfig")
     assert (default["metadata"]["namespace"], default["metadata"]["name"]) == ("bounce-operator", "example")
+
+
+def test_what_the_operator_makes_of_the_example_with_ingress_on_is_valid(rendered) -> None:
+    """The chart renders no Ingress itself: the operator does, per BounceConfig. Every child it would
+    create for the chart's example with the ingress on passes its Kubernetes schema on 1.30 and 1.33."""
+    example = the(rendered["ingress on"], "BounceConfig")
+    spec, violations = validate_spec(example["spec"])
+    assert violations == []
+    owner = Owner(example["metadata"]["name"], example["metadata"]["namespace"], "uid")
+    children = render_children(owner, spec, {}, frozenset({"ServiceMonitor", "PrometheusRule"}))
+    (ingress,) = [child for child in children if child["kind"] == "Ingress"]
+    assert ingress["spec"]["rules"][0]["host"] == "bounces.example.com"
+    assert ingress["spec"]["tls"] == [{"hosts": ["bounces.example.com"], "secretName": "bounces-tls"}]
+    for child in children:
+        assert schema_errors(child) == [], (child["kind"], child["metadata"]["name"])
 
 
 def test_helm_test_checks_the_operators_liveness_through_its_service(rendered) -> None:
