@@ -164,7 +164,7 @@ def test_the_dashboard_is_a_grafana_dashboard_for_the_sidecar(rendered) -> None:
     assert dashboard == json.loads((CHART / "files/dashboard.json").read_text())
     titles = [panel["title"] for panel in dashboard["panels"]]
     for wanted in ("Bounce rate by campaign", "Complaint rate by campaign", "Bounce events by provider",
-                   "Time since last successful mailbox scan"):
+                   "Time since last successful mailbox scan", "Mailbox scans by outcome (last hour)"):
         assert wanted in titles
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(titles)
     variables = [v["name"] for v in dashboard["templating"]["list"]]
