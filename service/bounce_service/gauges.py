@@ -6,13 +6,18 @@ numbers and what the scanner CronJobs did counts too: a scanner is a short-lived
 scrapes, and its `mailbox_scans` rows are how its work reaches /metrics. A scrape refreshes them at most
 every `ttl` seconds (one query per family), campaigns are bounded by `recentCampaigns` and mailboxes by
 the configuration, so cardinality is too.
+
+`mailbox_scans` grows by a row per pass for ever, so its totals are kept in two parts: passes started
+more than SETTLED ago (finished or dead by then: a pass never runs that long) are summed at most once an
+hour, and every refresh adds only the recent ones, which the (mailbox, started_at) index finds.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -24,6 +29,18 @@ from .durations import parse_duration
 
 SCAN_OUTCOMES = ("success", "partial", "error")  # exit status 0, 1 (some messages unreadable), 2
 MESSAGE_OUTCOMES = ("fetched", "recorded", "skipped", "failed")  # the columns of a mailbox_scans row
+SETTLED = timedelta(days=1)
+
+
+def _combine(old: Mapping[str, Any], recent: Mapping[str, Any]) -> dict[str, Any]:
+    """One mailbox's totals over two disjoint sets of passes."""
+    def pick(choose, key: str) -> Any:
+        values = [row[key] for row in (old, recent) if row[key] is not None]
+        return choose(values) if values else None
+
+    return {"mailbox": recent["mailbox"], "first_started_at": pick(min, "first_started_at"),
+            "last_success": pick(max, "last_success"),
+            **{key: old[key] + recent[key] for key in SCAN_OUTCOMES + MESSAGE_OUTCOMES}}
 
 
 @dataclass
@@ -35,15 +52,20 @@ class Snapshot:
 
 class DatabaseGauges(Collector):
     def __init__(self, db: Database, *, recent_campaigns: int, min_sent: int,
-                 scan_intervals: Mapping[str, float], ttl: float = 10.0) -> None:
+                 scan_intervals: Mapping[str, float], ttl: float = 10.0, settled_ttl: float = 3600.0) -> None:
         self.db = db
         self.recent_campaigns = recent_campaigns
         self.min_sent = min_sent
         self.scan_intervals = dict(scan_intervals)
         self.ttl = ttl
+        self.settled_ttl = settled_ttl
         self.started_at = time.time()
         self.snapshot = Snapshot()
         self._taken_at = float("-inf")
+        # The sums over settled passes: those started before _cutoff, taken at _settled_at (monotonic).
+        self._settled: list[dict] = []
+        self._cutoff = datetime.min.replace(tzinfo=timezone.utc)
+        self._settled_at = float("-inf")
 
     @classmethod
     def from_config(cls, db: Database, config: ServiceConfig) -> "DatabaseGauges":
@@ -57,12 +79,21 @@ class DatabaseGauges(Collector):
             async with self.db.transaction() as conn:
                 params = {"limit": self.recent_campaigns, "min_sent": self.min_sent}
                 campaigns = await (await conn.execute(queries.CAMPAIGN_RATES, params)).fetchall()
-                mailboxes = await (await conn.execute(queries.MAILBOX_SCANS, {"mailboxes": list(self.scan_intervals)})).fetchall()
+                if time.monotonic() - self._settled_at >= self.settled_ttl:
+                    cutoff = datetime.now(timezone.utc) - SETTLED
+                    self._settled = await self._scans(conn, since=datetime.min.replace(tzinfo=timezone.utc), before=cutoff)
+                    self._cutoff, self._settled_at = cutoff, time.monotonic()
+                recent = await self._scans(conn, since=self._cutoff, before=datetime.max.replace(tzinfo=timezone.utc))
+                mailboxes = [_combine(old, new) for old, new in zip(self._settled, recent)]
         except UNAVAILABLE:
             self.snapshot = Snapshot(self.snapshot.campaigns, self.snapshot.mailboxes, database_up=False)
             return
         self.snapshot = Snapshot(campaigns, mailboxes, database_up=True)
         self._taken_at = time.monotonic()
+
+    async def _scans(self, conn: Any, *, since: datetime, before: datetime) -> list[dict]:
+        params = {"mailboxes": sorted(self.scan_intervals), "since": since, "before": before}
+        return await (await conn.execute(queries.MAILBOX_SCANS, params)).fetchall()
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         snapshot = self.snapshot

@@ -328,8 +328,9 @@ GROUP BY r.uuid, r.name, r.sent
 ORDER BY r.uuid
 """
 
-# The configured mailboxes only (a removed mailbox's rows stay, but leave the metrics), each read through
-# idx_mailbox_scans_mailbox. Totals are over finished passes: a running pass counts once it ends.
+# The configured mailboxes' passes started in [since, before), each read through idx_mailbox_scans_mailbox
+# (a removed mailbox's rows stay, but leave the metrics). Totals are over finished passes: a running pass
+# counts once it ends.
 MAILBOX_SCANS = """
 SELECT m.mailbox,
        MIN(s.started_at) AS first_started_at,
@@ -342,7 +343,7 @@ SELECT m.mailbox,
        COALESCE(SUM(s.skipped) FILTER (WHERE s.finished_at IS NOT NULL), 0) AS skipped,
        COALESCE(SUM(s.failed) FILTER (WHERE s.finished_at IS NOT NULL), 0) AS failed
 FROM unnest(%(mailboxes)s::text[]) AS m(mailbox)
-LEFT JOIN mailbox_scans s ON s.mailbox = m.mailbox
+LEFT JOIN mailbox_scans s ON s.mailbox = m.mailbox AND s.started_at >= %(since)s AND s.started_at < %(before)s
 GROUP BY m.mailbox
 ORDER BY m.mailbox
 """

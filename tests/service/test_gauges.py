@@ -114,19 +114,43 @@ async def test_the_interval_is_exported_while_the_database_is_away(make_config, 
     assert gauge(text, "bounce_mailbox_scan_interval_seconds", mailbox="returns") == 900
 
 
+async def refreshed(gauges: DatabaseGauges) -> dict[str, float | None]:
+    await gauges.refresh()
+    text = exposition(gauges)[0].decode()
+    return {o: gauge(text, "bounce_mailbox_scans_total", mailbox="returns", outcome=o) for o in ("success", "error")}
+
+
 async def test_a_scrape_within_the_ttl_reads_nothing(make_config, database_url, db):
-    config = make_config(mailboxes=[mailbox("returns", "15m")], service={"metrics": {"minSent": 0}})
+    config = make_config(mailboxes=[mailbox("returns", "15m")])
     database = Database(database_url)
     await database.open()
     try:
         gauges = DatabaseGauges.from_config(database, config)
         gauges.ttl = 3600
-        await gauges.refresh()
-        scan(db, "returns", "2026-11-01T10:00:00Z", "2026-11-01T10:00:05Z")
-        await gauges.refresh()
-        assert gauge(exposition(gauges)[0].decode(), "bounce_mailbox_scans_total", mailbox="returns", outcome="success") == 0
+        assert await refreshed(gauges) == {"success": 0, "error": 0}
+        scan(db, "returns", "now", "now")
+        assert await refreshed(gauges) == {"success": 0, "error": 0}
         gauges.ttl = 0
-        await gauges.refresh()
-        assert gauge(exposition(gauges)[0].decode(), "bounce_mailbox_scans_total", mailbox="returns", outcome="success") == 1
+        assert await refreshed(gauges) == {"success": 1, "error": 0}
+    finally:
+        await database.close()
+
+
+async def test_settled_passes_are_summed_once_an_hour_and_recent_ones_at_every_refresh(make_config, database_url, db):
+    """A year of passes is not re-read every 10 s: only those of the last day are. The totals stay exact."""
+    config = make_config(mailboxes=[mailbox("returns", "15m")])
+    scan(db, "returns", "2026-01-01T10:00:00Z", "2026-01-01T10:00:05Z")
+    database = Database(database_url)
+    await database.open()
+    try:
+        gauges = DatabaseGauges.from_config(database, config)
+        gauges.ttl = 0
+        assert await refreshed(gauges) == {"success": 1, "error": 0}
+        scan(db, "returns", "now", "now", error="login refused")  # recent: counted at the next refresh
+        scan(db, "returns", "2026-01-02T10:00:00Z", "2026-01-02T10:00:05Z")  # settled: at the next hourly sum
+        assert await refreshed(gauges) == {"success": 1, "error": 1}
+        gauges.settled_ttl = 0
+        assert await refreshed(gauges) == {"success": 2, "error": 1}
+        assert await refreshed(gauges) == {"success": 2, "error": 1}  # nothing counted twice
     finally:
         await database.close()
