@@ -30,6 +30,7 @@ from .durations import parse_duration
 SCAN_OUTCOMES = ("success", "partial", "error")  # exit status 0, 1 (some messages unreadable), 2
 MESSAGE_OUTCOMES = ("fetched", "recorded", "skipped", "failed")  # the columns of a mailbox_scans row
 SETTLED = timedelta(days=1)
+_EARLIEST, _LATEST = datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc)
 
 
 def _combine(old: Mapping[str, Any], recent: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +65,7 @@ class DatabaseGauges(Collector):
         self._taken_at = float("-inf")
         # The sums over settled passes: those started before _cutoff, taken at _settled_at (monotonic).
         self._settled: list[dict] = []
-        self._cutoff = datetime.min.replace(tzinfo=timezone.utc)
+        self._cutoff = _EARLIEST
         self._settled_at = float("-inf")
 
     @classmethod
@@ -81,9 +82,9 @@ class DatabaseGauges(Collector):
                 campaigns = await (await conn.execute(queries.CAMPAIGN_RATES, params)).fetchall()
                 if time.monotonic() - self._settled_at >= self.settled_ttl:
                     cutoff = datetime.now(timezone.utc) - SETTLED
-                    self._settled = await self._scans(conn, since=datetime.min.replace(tzinfo=timezone.utc), before=cutoff)
+                    self._settled = await self._scans(conn, since=_EARLIEST, before=cutoff)
                     self._cutoff, self._settled_at = cutoff, time.monotonic()
-                recent = await self._scans(conn, since=self._cutoff, before=datetime.max.replace(tzinfo=timezone.utc))
+                recent = await self._scans(conn, since=self._cutoff, before=_LATEST)
                 mailboxes = [_combine(old, new) for old, new in zip(self._settled, recent)]
         except UNAVAILABLE:
             self.snapshot = Snapshot(self.snapshot.campaigns, self.snapshot.mailboxes, database_up=False)
