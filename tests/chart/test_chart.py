@@ -114,6 +114,19 @@ def test_the_deployment_runs_the_operator_as_manifests_py_does(rendered, case: s
     assert {k: v for k, v in container.items() if k != "imagePullPolicy"} == expected
 
 
+def test_kubernetes_older_than_1_30_is_refused_and_1_33_gets_the_same_objects(helm: Helm, rendered) -> None:
+    def render(version: str) -> subprocess.CompletedProcess[str]:
+        return helm.run("template", "bounce-operator", str(CHART), "--namespace", "bounce-operator", "--include-crds",
+                        "--kube-version", version)
+
+    old = render("1.29.0")
+    assert old.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0" in old.stderr
+    new = render("1.33.0")
+    assert new.returncode == 0, new.stderr
+    assert [doc for doc in yaml.safe_load_all(new.stdout) if doc] == rendered["defaults"]
+
+
 def test_the_crd_is_the_one_in_crds(rendered) -> None:
     """One source of truth: the chart's crds/ holds a link that helm follows (and `helm package` resolves)."""
     link = CHART / "crds/bounceconfigs.yaml"
