@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
+import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -82,9 +83,9 @@ class DatabaseGauges(Collector):
                 campaigns = await (await conn.execute(queries.CAMPAIGN_RATES, params)).fetchall()
                 if time.monotonic() - self._settled_at >= self.settled_ttl:
                     cutoff = datetime.now(timezone.utc) - SETTLED
-                    self._settled = await self._scans(conn, since=_EARLIEST, before=cutoff)
+                    self._settled = await self.scans(conn, since=_EARLIEST, before=cutoff)
                     self._cutoff, self._settled_at = cutoff, time.monotonic()
-                recent = await self._scans(conn, since=self._cutoff, before=_LATEST)
+                recent = await self.scans(conn, since=self._cutoff, before=_LATEST)
                 mailboxes = [_combine(old, new) for old, new in zip(self._settled, recent)]
         except UNAVAILABLE:
             self.snapshot = Snapshot(self.snapshot.campaigns, self.snapshot.mailboxes, database_up=False)
@@ -92,7 +93,8 @@ class DatabaseGauges(Collector):
         self.snapshot = Snapshot(campaigns, mailboxes, database_up=True)
         self._taken_at = time.monotonic()
 
-    async def _scans(self, conn: Any, *, since: datetime, before: datetime) -> list[dict]:
+    async def scans(self, conn: psycopg.AsyncConnection, *, since: datetime, before: datetime) -> list[dict]:
+        """Each configured mailbox's totals over the passes started in [since, before)."""
         params = {"mailboxes": sorted(self.scan_intervals), "since": since, "before": before}
         return await (await conn.execute(queries.MAILBOX_SCANS, params)).fetchall()
 
