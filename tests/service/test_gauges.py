@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import AsyncIterator
+
+import pytest
 
 from bounce_service.db import Database
 from bounce_service.gauges import DatabaseGauges
@@ -120,37 +123,32 @@ async def refreshed(gauges: DatabaseGauges) -> dict[str, float | None]:
     return {o: gauge(text, "bounce_mailbox_scans_total", mailbox="returns", outcome=o) for o in ("success", "error")}
 
 
-async def test_a_scrape_within_the_ttl_reads_nothing(make_config, database_url, db):
-    config = make_config(mailboxes=[mailbox("returns", "15m")])
+@pytest.fixture
+async def returns_gauges(make_config, database_url, db) -> AsyncIterator[DatabaseGauges]:
+    """The gauges of a service with one mailbox, `returns`, on the test database."""
     database = Database(database_url)
     await database.open()
-    try:
-        gauges = DatabaseGauges.from_config(database, config)
-        gauges.ttl = 3600
-        assert await refreshed(gauges) == {"success": 0, "error": 0}
-        scan(db, "returns", "now", "now")
-        assert await refreshed(gauges) == {"success": 0, "error": 0}
-        gauges.ttl = 0
-        assert await refreshed(gauges) == {"success": 1, "error": 0}
-    finally:
-        await database.close()
+    yield DatabaseGauges.from_config(database, make_config(mailboxes=[mailbox("returns", "15m")]))
+    await database.close()
 
 
-async def test_settled_passes_are_summed_once_an_hour_and_recent_ones_at_every_refresh(make_config, database_url, db):
+async def test_a_scrape_within_the_ttl_reads_nothing(returns_gauges, db):
+    returns_gauges.ttl = 3600
+    assert await refreshed(returns_gauges) == {"success": 0, "error": 0}
+    scan(db, "returns", "now", "now")
+    assert await refreshed(returns_gauges) == {"success": 0, "error": 0}
+    returns_gauges.ttl = 0
+    assert await refreshed(returns_gauges) == {"success": 1, "error": 0}
+
+
+async def test_settled_passes_are_summed_once_an_hour_and_recent_ones_at_every_refresh(returns_gauges, db):
     """A year of passes is not re-read every 10 s: only those of the last day are. The totals stay exact."""
-    config = make_config(mailboxes=[mailbox("returns", "15m")])
     scan(db, "returns", "2026-01-01T10:00:00Z", "2026-01-01T10:00:05Z")
-    database = Database(database_url)
-    await database.open()
-    try:
-        gauges = DatabaseGauges.from_config(database, config)
-        gauges.ttl = 0
-        assert await refreshed(gauges) == {"success": 1, "error": 0}
-        scan(db, "returns", "now", "now", error="login refused")  # recent: counted at the next refresh
-        scan(db, "returns", "2026-01-02T10:00:00Z", "2026-01-02T10:00:05Z")  # settled: at the next hourly sum
-        assert await refreshed(gauges) == {"success": 1, "error": 1}
-        gauges.settled_ttl = 0
-        assert await refreshed(gauges) == {"success": 2, "error": 1}
-        assert await refreshed(gauges) == {"success": 2, "error": 1}  # nothing counted twice
-    finally:
-        await database.close()
+    returns_gauges.ttl = 0
+    assert await refreshed(returns_gauges) == {"success": 1, "error": 0}
+    scan(db, "returns", "now", "now", error="login refused")  # recent: counted at the next refresh
+    scan(db, "returns", "2026-01-02T10:00:00Z", "2026-01-02T10:00:05Z")  # settled: at the next hourly sum
+    assert await refreshed(returns_gauges) == {"success": 1, "error": 1}
+    returns_gauges.settled_ttl = 0
+    assert await refreshed(returns_gauges) == {"success": 2, "error": 1}
+    assert await refreshed(returns_gauges) == {"success": 2, "error": 1}  # nothing counted twice
