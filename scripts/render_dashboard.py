@@ -6,6 +6,7 @@ from several sources, Postmark's own webhook, refused credentials, mailbox scans
 panel's query of charts/bounce-operator/files/dashboard.json over that time and plots them with
 matplotlib in the dashboard's layout.
 
+    .venv/bin/python -m pip install -e '.[dev,docs]'   # matplotlib, beyond what the tests need
     .venv/bin/python scripts/render_dashboard.py [--seconds 120] [--output docs/dashboard.png]
 """
 
@@ -45,10 +46,14 @@ WEEKLY = ("66666666-6666-4666-8666-666666666666", "Weekly digest", 25000)
 POSTMARK_PASSWORD = (ROOT / "examples/secrets/bounce-api/mailer").read_text().strip()
 
 
-def scan(conn: psycopg.Connection, mailbox: str, ago: timedelta) -> None:
+def scan(conn: psycopg.Connection, mailbox: str, ago: timedelta, *, failed: int = 0, error: str | None = None) -> None:
+    """A scanner pass's row, as `bounce-service scan` leaves it: 4 messages, 3 of them bounces, unless it
+    stopped at once with `error`."""
     finished = datetime.now(timezone.utc) - ago
-    conn.execute("INSERT INTO mailbox_scans (mailbox, started_at, finished_at, fetched, recorded)"
-                 " VALUES (%s, %s, %s, 3, 3)", (mailbox, finished - timedelta(seconds=4), finished))
+    fetched, recorded, skipped = (0, 0, 0) if error else (4 - failed, 3 - failed, 1)
+    conn.execute("INSERT INTO mailbox_scans (mailbox, started_at, finished_at, fetched, recorded, skipped, failed, error)"
+                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                 (mailbox, finished - timedelta(seconds=4), finished, fetched, recorded, skipped, failed, error))
 
 
 def postmark(client: httpx.Client, index: int, campaign: str, password: str = POSTMARK_PASSWORD) -> int:
@@ -77,8 +82,10 @@ def traffic(client: httpx.Client, conn: psycopg.Connection, seconds: float) -> N
         if share > 0.6:  # someone rotated the Postmark password on one side only
             for _ in range(3):
                 postmark(client, -tick, SUMMER[0], password="old-password")
-        if tick % 15 == 0:  # `returns` is scanned every 15 s here; `feedback-loop` not since the start
-            scan(conn, "returns", timedelta(seconds=1))
+        if tick % 15 == 0:  # `returns` is scanned every 15 s here, one message unreadable now and then
+            scan(conn, "returns", timedelta(seconds=1), failed=1 if tick % 45 == 0 else 0)
+        if tick % 20 == 0:  # `feedback-loop`'s password was changed: no success since the start
+            scan(conn, "feedback-loop", timedelta(seconds=1), error="login refused")
         time.sleep(1)  # pacing the simulated traffic, not synchronisation
 
 

@@ -90,14 +90,16 @@ def alert_rules(service: str | None = None, namespace: str | None = None, *,
         ),
         rule(
             "MailboxScanStale",
-            # The interval gauge exists for configured mailboxes only, so a removed mailbox stops alerting.
-            f"time() - max by ({by}, mailbox) (bounce_mailbox_last_success_timestamp_seconds{{{sel}}})"
+            # A mailbox never scanned successfully is measured from when it was first waited for. The
+            # interval gauge exists for configured mailboxes only, so a removed mailbox stops alerting.
+            f"time() - max by ({by}, mailbox) (bounce_mailbox_last_success_timestamp_seconds{{{sel}}}"
+            f" or bounce_mailbox_watched_since_timestamp_seconds{{{sel}}})"
             f" > {STALE_SCAN_INTERVALS} * max by ({by}, mailbox) (bounce_mailbox_scan_interval_seconds{{{sel}}})",
             "warning",
             "Bounce mailbox {{ $labels.mailbox }} has not been scanned successfully for 3 intervals.",
-            "The last successful scan of mailbox {{ $labels.mailbox }} "
-            f"({where}) ended {{{{ $value | humanizeDuration }}}} ago. Its bounces are not being recorded: "
-            "look at the scanner CronJob's last Jobs and the BounceConfig's status.mailboxes.",
+            "No scan of mailbox {{ $labels.mailbox }} "
+            f"({where}) has succeeded for {{{{ $value | humanizeDuration }}}}. Its bounces are not being "
+            "recorded: look at the scanner CronJob's last Jobs and the BounceConfig's status.mailboxes.",
         ),
         rule(
             "BounceAuthFailureSpike",

@@ -124,7 +124,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     app.state.db = db
     app.state.recorder = committer or recorder
     app.state.auth = Authenticator(config.users)
-    app.state.gauges = DatabaseGauges(db, recent_campaigns=config.recent_campaigns, min_sent=config.min_sent)
+    app.state.gauges = DatabaseGauges.from_config(db, config)
     app.state.providers = webhook_providers
     return app
 

@@ -342,8 +342,22 @@ GROUP BY r.uuid, r.name, r.sent
 ORDER BY r.uuid
 """
 
-MAILBOX_LAST_SCANS = """
-SELECT mailbox, MAX(finished_at) AS finished_at FROM mailbox_scans
-WHERE finished_at IS NOT NULL AND error IS NULL
-GROUP BY mailbox
+# The configured mailboxes' passes started in [since, before), each read through idx_mailbox_scans_mailbox
+# (a removed mailbox's rows stay, but leave the metrics). Totals are over finished passes: a running pass
+# counts once it ends.
+MAILBOX_SCANS = """
+SELECT m.mailbox,
+       MIN(s.started_at) AS first_started_at,
+       MAX(s.finished_at) FILTER (WHERE s.error IS NULL) AS last_success,
+       COUNT(s.id) FILTER (WHERE s.finished_at IS NOT NULL AND s.error IS NULL AND s.failed = 0) AS success,
+       COUNT(s.id) FILTER (WHERE s.finished_at IS NOT NULL AND s.error IS NULL AND s.failed > 0) AS partial,
+       COUNT(s.id) FILTER (WHERE s.finished_at IS NOT NULL AND s.error IS NOT NULL) AS error,
+       COALESCE(SUM(s.fetched) FILTER (WHERE s.finished_at IS NOT NULL), 0) AS fetched,
+       COALESCE(SUM(s.recorded) FILTER (WHERE s.finished_at IS NOT NULL), 0) AS recorded,
+       COALESCE(SUM(s.skipped) FILTER (WHERE s.finished_at IS NOT NULL), 0) AS skipped,
+       COALESCE(SUM(s.failed) FILTER (WHERE s.finished_at IS NOT NULL), 0) AS failed
+FROM unnest(%(mailboxes)s::text[]) AS m(mailbox)
+LEFT JOIN mailbox_scans s ON s.mailbox = m.mailbox AND s.started_at >= %(since)s AND s.started_at < %(before)s
+GROUP BY m.mailbox
+ORDER BY m.mailbox
 """

@@ -14,7 +14,7 @@ import yaml
 
 from bounce_operator.alerts import alert_rules
 from bounce_operator.manifests import CLUSTER_RULES, RULES, operator_manifests
-from bounce_operator.render import Owner, render_service
+from bounce_operator.render import Owner, render_children, render_service
 from bounce_operator.render import labels as labels_of
 from bounce_service.schema import validate_spec
 from tests.conftest import ROOT
@@ -35,6 +35,9 @@ CASES: dict[str, dict[str, Any]] = {
     "namespaced, everything on": {**NAMESPACED, **EVERYTHING,
                                   "exampleBounceConfig": {"enabled": True, "namespace": "mail", "name": "news"}},
     "bring your own service account": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}},
+    "monitoring on": {"monitoring": MONITORING},
+    "ingress on": {"exampleBounceConfig": {"enabled": True, "spec": {"service": {"ingress": {
+        "enabled": True, "host": "bounces.example.com", "className": "nginx", "tlsSecretName": "bounces-tls"}}}}},
 }
 ALWAYS = ["CustomResourceDefinition", "ServiceAccount", "Service", "Deployment", "Pod"]  # Pod: the `helm test` hook
 
@@ -53,9 +56,9 @@ def rendered(helm: Helm) -> dict[str, list[dict[str, Any]]]:
     return {case: helm.template(values) for case, values in CASES.items()}
 
 
-@pytest.mark.parametrize("values", [{}, EVERYTHING, {**NAMESPACED, **EVERYTHING}], ids=["defaults", "cluster", "namespaced"])
-def test_lint_strict_passes(helm: Helm, values: dict[str, Any], tmp_path) -> None:
-    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+@pytest.mark.parametrize("case", list(CASES))
+def test_lint_strict_passes(helm: Helm, case: str, tmp_path) -> None:
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(CASES[case]))
     result = helm.run("lint", "--strict", str(CHART), "--values", str(tmp_path / "values.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
@@ -74,6 +77,9 @@ def test_each_mode_renders_what_it_needs_and_nothing_more(rendered) -> None:
     assert kinds(rendered["cluster-wide, everything on"]) == sorted(ALWAYS + [
         "ClusterRole", "ClusterRoleBinding", "ServiceMonitor", "PrometheusRule", "ConfigMap", "BounceConfig",
         "PodDisruptionBudget", "NetworkPolicy"])
+    assert kinds(rendered["monitoring on"]) == sorted(ALWAYS + [
+        "ClusterRole", "ClusterRoleBinding", "ServiceMonitor", "PrometheusRule", "ConfigMap"])
+    assert kinds(rendered["ingress on"]) == sorted(ALWAYS + ["ClusterRole", "ClusterRoleBinding", "BounceConfig"])
     assert kinds(rendered["bring your own service account"]) == sorted(set(ALWAYS) - {"ServiceAccount"})
     deployment = the(rendered["bring your own service account"], "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
@@ -106,6 +112,19 @@ def test_the_deployment_runs_the_operator_as_manifests_py_does(rendered, case: s
         assert pod[key] == expected_pod[key], key
     (container,), (expected,) = pod["containers"], expected_pod["containers"]
     assert {k: v for k, v in container.items() if k != "imagePullPolicy"} == expected
+
+
+def test_kubernetes_older_than_1_30_is_refused_and_1_33_gets_the_same_objects(helm: Helm, rendered) -> None:
+    def render(version: str) -> subprocess.CompletedProcess[str]:
+        return helm.run("template", "bounce-operator", str(CHART), "--namespace", "bounce-operator", "--include-crds",
+                        "--kube-version", version)
+
+    old = render("1.29.0")
+    assert old.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0" in old.stderr
+    new = render("1.33.0")
+    assert new.returncode == 0, new.stderr
+    assert [doc for doc in yaml.safe_load_all(new.stdout) if doc] == rendered["defaults"]
 
 
 def test_the_crd_is_the_one_in_crds(rendered) -> None:
@@ -158,7 +177,7 @@ def test_the_dashboard_is_a_grafana_dashboard_for_the_sidecar(rendered) -> None:
     assert dashboard == json.loads((CHART / "files/dashboard.json").read_text())
     titles = [panel["title"] for panel in dashboard["panels"]]
     for wanted in ("Bounce rate by campaign", "Complaint rate by campaign", "Bounce events by provider",
-                   "Time since last successful mailbox scan"):
+                   "Time since last successful mailbox scan", "Mailbox scans by outcome (last hour)"):
         assert wanted in titles
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(titles)
     variables = [v["name"] for v in dashboard["templating"]["list"]]
@@ -175,6 +194,21 @@ def test_the_example_bounceconfig_is_valid_and_where_the_operator_looks(rendered
     assert violations == []
     default = the(rendered["cluster-wide, everything on"], "BounceConfig")
     assert (default["metadata"]["namespace"], default["metadata"]["name"]) == ("bounce-operator", "example")
+
+
+def test_what_the_operator_makes_of_the_example_with_ingress_on_is_valid(rendered) -> None:
+    """The chart renders no Ingress itself: the operator does, per BounceConfig. Every child it would
+    create for the chart's example with the ingress on passes its Kubernetes schema on 1.30 and 1.33."""
+    example = the(rendered["ingress on"], "BounceConfig")
+    spec, violations = validate_spec(example["spec"])
+    assert violations == []
+    owner = Owner(example["metadata"]["name"], example["metadata"]["namespace"], "uid")
+    children = render_children(owner, spec, {}, frozenset({"ServiceMonitor", "PrometheusRule"}))
+    (ingress,) = [child for child in children if child["kind"] == "Ingress"]
+    assert ingress["spec"]["rules"][0]["host"] == "bounces.example.com"
+    assert ingress["spec"]["tls"] == [{"hosts": ["bounces.example.com"], "secretName": "bounces-tls"}]
+    for child in children:
+        assert schema_errors(child) == [], (child["kind"], child["metadata"]["name"])
 
 
 def test_helm_test_checks_the_operators_liveness_through_its_service(rendered) -> None:

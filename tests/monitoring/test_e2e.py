@@ -80,8 +80,6 @@ def test_service_down_alert_names_the_unreachable_service_only(prometheus: Prome
     assert not prometheus.alerts("BounceDatabaseDown")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the service to export bounce_mailbox_scan_interval_seconds{mailbox}"
-                   " (asked of the lead; remove this mark when it does)")
 def test_stale_mailbox_alert_fires_for_the_mailbox_three_intervals_behind(prometheus: Prometheus) -> None:
     interval = prometheus.query("bounce_mailbox_scan_interval_seconds")  # scraped with everything else
     assert {s["metric"]["mailbox"]: s["value"][1] for s in interval} == {"returns": "900", "fbl": "3600"}
@@ -109,5 +107,7 @@ def test_dashboard_panels_show_the_recorded_data(monitored) -> None:
     assert {r["metric"]["provider"] for r in results["Webhook latency (p99, with commit)"]} == {"native"}
     sources = {r["metric"]["source"] for r in results["Bounce events by provider"]}
     assert sources == {"ses", "sendgrid"}
+    scans = {(r["metric"]["mailbox"], r["metric"]["outcome"]) for r in results["Mailbox scans by outcome (last hour)"]}
+    assert scans == {(mailbox, outcome) for mailbox in ("returns", "fbl") for outcome in ("success", "partial", "error")}
     ages = {r["metric"]["mailbox"]: float(r["value"][1]) for r in results["Time since last successful mailbox scan"]}
     assert ages["returns"] == pytest.approx(7200, abs=60) and ages["fbl"] == pytest.approx(600, abs=60)

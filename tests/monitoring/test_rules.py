@@ -101,16 +101,24 @@ CASES: dict[str, dict[str, Any]] = {
             series("bounce_mailbox_scan_interval_seconds", "900x120", "a", mailbox="fresh"),
             series("bounce_mailbox_last_success_timestamp_seconds", "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 900+900x7 7200x100",
                    "a", mailbox="fresh"),
+            # Added with a wrong password: never a successful scan since it was first waited for, at 0.
+            series("bounce_mailbox_scan_interval_seconds", "900x120", "a", mailbox="new"),
+            series("bounce_mailbox_watched_since_timestamp_seconds", "0x120", "a", mailbox="new"),
+            # First scanned successfully at 30m, on time since: replica b's older view (no success seen
+            # yet, waiting since 0) does not outweigh replica a's.
+            series("bounce_mailbox_scan_interval_seconds", "900x120", "a", mailbox="added"),
+            series("bounce_mailbox_watched_since_timestamp_seconds", "0x120", "b", mailbox="added"),
+            series("bounce_mailbox_last_success_timestamp_seconds", "_x29 1800+60x90", "a", mailbox="added"),
         ],
         "alert_rule_test": [
             expect("MailboxScanStale", "49m"),  # stale since 45m, pending for 5m
-            expect("MailboxScanStale", "51m", {
-                "labels": {"severity": "warning", "namespace": NS, "service": SVC, "mailbox": "returns"},
-                "summary": "Bounce mailbox returns has not been scanned successfully for 3 intervals.",
-                "description": f"The last successful scan of mailbox returns ({WHERE}) ended 51m 0s ago. Its bounces "
-                               "are not being recorded: look at the scanner CronJob's last Jobs and the "
-                               "BounceConfig's status.mailboxes.",
-            }),
+            expect("MailboxScanStale", "51m", *[{
+                "labels": {"severity": "warning", "namespace": NS, "service": SVC, "mailbox": mailbox},
+                "summary": f"Bounce mailbox {mailbox} has not been scanned successfully for 3 intervals.",
+                "description": f"No scan of mailbox {mailbox} ({WHERE}) has succeeded for 51m 0s. Its bounces are not "
+                               "being recorded: look at the scanner CronJob's last Jobs and the BounceConfig's "
+                               "status.mailboxes.",
+            } for mailbox in ("new", "returns")]),
         ],
     },
     "BounceAuthFailureSpike": {
