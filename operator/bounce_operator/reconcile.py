@@ -199,7 +199,9 @@ class Reconciler:
                     deployment = current
         if key not in self._pruned:  # listing every prunable kind costs; do it only when something may go
             try:
-                actions["Deleted"] += await self._prune(owner, desired, monitoring)
+                deleted = await self._prune(owner, desired, monitoring)
+                if deleted:
+                    actions["Deleted"] += deleted
                 self._pruned.add(key)
             except ApiError as exc:
                 problems.append(Problem("ApplyFailed", f"deleting unwanted children: {exc.message or exc.status}"))

@@ -69,6 +69,12 @@ class Api:
     def request_count(self) -> int:
         return len(list(self.cluster))
 
+    def events(self, namespace: str) -> list[tuple[str, str, str, str]]:
+        """(type, reason, involved object's name, message) of every Event posted in `namespace`, oldest first."""
+        return [(e["type"], e["reason"], e["involvedObject"]["name"], e["message"])
+                for (resource, ns, _), e in list(self.cluster.objects.items())
+                if resource.plural == "events" and ns == namespace and not e.deleted]
+
 
 async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 20.0, what: str = "") -> T:
     """Poll until `probe` returns something truthy; fail with the last value seen after `timeout`."""

@@ -37,6 +37,16 @@ async def wait_degraded(api: Api, namespace: str, name: str) -> dict[str, Any]:
     return await eventually(degraded, what=f"{namespace}/{name} to report a Degraded condition")
 
 
+async def wait_event(api: Api, namespace: str, type_: str, reason: str, *parts: str, count: int = 1) -> None:
+    """Wait until `count` Events of this type and reason about BounceConfig `mail` name every one of `parts`."""
+    async def posted() -> list[str]:
+        found = [message for t, r, name, message in api.events(namespace)
+                 if (t, r, name) == (type_, reason, "mail") and all(part in message for part in parts)]
+        return found if len(found) >= count else []
+
+    await eventually(posted, what=f"{count} {type_} {reason} Event(s) naming {parts} in {namespace}")
+
+
 async def child(api: Api, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     return await api.get(api_version, kind, namespace, name)
 
@@ -68,9 +78,13 @@ async def test_a_bounceconfig_gets_its_children_and_a_ready_status(api: Api, ope
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
 
-    events = [e for (resource, ns, _), e in api.cluster.objects.items()
-              if resource.plural == "events" and ns == namespace and not e.deleted]
-    assert any(e["reason"] == "Created" and "Deployment mail" in e["message"] for e in events)
+    await wait_event(api, namespace, "Normal", "Created", "ConfigMap mail-config", "Deployment mail", "Service mail",
+                     "Ingress mail", "CronJob mail-returns", "CronJob mail-fbl", "ServiceMonitor mail",
+                     "PrometheusRule mail")
+    assert not [e for e in api.events(namespace) if e[1] in ("Updated", "Deleted") or e[0] == "Warning"]
+    sources = {e["source"]["component"] for (resource, ns, _), e in api.cluster.objects.items()
+               if resource.plural == "events" and ns == namespace}
+    assert sources == {"bounce-operator"}
 
 
 async def test_spec_changes_reach_the_children(api: Api, operator: Operator, namespace: str) -> None:
@@ -93,6 +107,9 @@ async def test_spec_changes_reach_the_children(api: Api, operator: Operator, nam
     # The config changed, so the pods roll.
     assert after["spec"]["template"]["metadata"]["annotations"][annotation] != \
         before["spec"]["template"]["metadata"]["annotations"][annotation]
+    await wait_event(api, namespace, "Normal", "Updated", "ConfigMap mail-config", "Deployment mail",
+                     "CronJob mail-returns")
+    await wait_event(api, namespace, "Normal", "Created", "Ingress mail", "CronJob mail-fbl")
 
     await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail", {"spec": {
         "mailboxes": [{**MAILBOX, "name": "fbl"}], "service": {"ingress": {"enabled": False}},
@@ -102,6 +119,7 @@ async def test_spec_changes_reach_the_children(api: Api, operator: Operator, nam
     assert await child(api, "batch/v1", "CronJob", namespace, "mail-returns") is None
     assert await child(api, "networking.k8s.io/v1", "Ingress", namespace, "mail") is None
     assert body["status"]["url"] == f"http://mail.{namespace}.svc"
+    await wait_event(api, namespace, "Normal", "Deleted", "CronJob mail-returns", "Ingress mail")
 
 
 async def test_deleted_and_edited_children_are_restored(api: Api, operator: Operator, namespace: str) -> None:
@@ -112,6 +130,7 @@ async def test_deleted_and_edited_children_are_restored(api: Api, operator: Oper
     restored = await eventually(lambda: child(api, "apps/v1", "Deployment", namespace, "mail"), what="Deployment back")
     assert restored["metadata"]["uid"] != deployment["metadata"]["uid"]
     assert restored["spec"] == deployment["spec"]
+    await wait_event(api, namespace, "Normal", "Created", "Deployment mail", count=2)  # first made, then restored
 
     await api.patch("batch/v1", "CronJob", namespace, "mail-returns", {
         "metadata": {"labels": {"team": "mail"}}, "spec": {"schedule": "0 3 * * *"}})
@@ -122,6 +141,7 @@ async def test_deleted_and_edited_children_are_restored(api: Api, operator: Oper
 
     cronjob = await eventually(schedule_restored, what="the CronJob's schedule restored")
     assert cronjob["metadata"]["labels"]["team"] == "mail"  # a merge patch keeps what it does not own
+    await wait_event(api, namespace, "Normal", "Updated", "CronJob mail-returns")
 
     await api.patch("v1", "ConfigMap", namespace, "mail-config", {"data": {"bounceconfig.yaml": "{}"}})
 
@@ -141,6 +161,7 @@ async def test_a_missing_secret_degrades_until_it_is_created(api: Api, operator:
     assert problem["message"] == "Secret bounce-db not found (referenced by spec.database.url)"
     ready = condition(await api.bounceconfig(namespace, "mail"), "Ready")
     assert ready["status"] == "False" and ready["reason"] == "SecretMissing"
+    await wait_event(api, namespace, "Warning", "SecretMissing", "Secret bounce-db not found")
     # The children exist anyway: the kubelet starts the pods once the Secret appears.
     deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")
     checksum = deployment["spec"]["template"]["metadata"]["annotations"]["bounce-operator.io/checksum"]
@@ -171,6 +192,7 @@ async def test_an_invalid_schedule_is_reported_and_nothing_is_applied(api: Api, 
     assert problem["reason"] == "InvalidSchedule"
     assert problem["message"].startswith("spec.mailboxes[0].scanInterval: scanInterval must be whole minutes dividing")
     assert await child(api, "apps/v1", "Deployment", namespace, "mail") is None
+    await wait_event(api, namespace, "Warning", "InvalidSchedule", "spec.mailboxes[0].scanInterval")
 
 
 async def test_a_name_taken_by_someone_else_is_left_alone(api: Api, operator: Operator, namespace: str) -> None:
@@ -184,6 +206,7 @@ async def test_a_name_taken_by_someone_else_is_left_alone(api: Api, operator: Op
     assert problem["reason"] == "NameConflict"
     assert "Service mail already exists and is not controlled by BounceConfig mail" in problem["message"]
     assert (await child(api, "v1", "Service", namespace, "mail"))["spec"] == {"ports": [{"port": 5432}]}
+    await wait_event(api, namespace, "Warning", "NameConflict", "Service mail already exists")
     assert await child(api, "apps/v1", "Deployment", namespace, "mail") is not None
 
 
