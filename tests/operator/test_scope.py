@@ -7,10 +7,11 @@ from typing import AsyncIterator
 
 import kmock
 import pytest
+from bounce_operator.manifests import operator_manifests
 
 from .cluster import BUILTIN, Cluster
 from .conftest import Api, Operator, bounceconfig, create_secrets
-from .test_e2e import child, wait_ready
+from .test_e2e import allowed_by, child, operator_requests, rbac_request, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +38,12 @@ async def test_namespaced_operator_serves_only_its_namespaces(api: Api, cluster:
         await operator.stop()
     log = operator.log()
     assert "Traceback" not in log and "Not enough permissions" not in log
+
+    # What a Role in each served namespace allows, and nothing cluster-wide but discovery.
+    (role, *_) = [m for m in operator_manifests(watch_namespaces=["team-a"]) if m["kind"] == "Role"]
+    requests = operator_requests(cluster)
+    made = {rbac_request(r) for r in requests} - {None}
+    assert len(made) > 5 and made <= allowed_by(role), made - allowed_by(role)
+    outside = {f"{r.method.value} {r.url.path}" for r in requests
+               if rbac_request(r) is not None and r.namespace not in ("team-a", "team-b")}
+    assert outside == set()
