@@ -24,6 +24,7 @@ from .render import (
     Owner,
     config_document,
     render_children,
+    secret_fingerprint,
     service_url,
 )
 from .schedule import cron_schedule
@@ -231,7 +232,7 @@ class Reconciler:
         return result
 
     async def _read_secrets(self, namespace: str, refs: Refs) -> tuple[dict[SecretKey, str | None], list[Problem]]:
-        """Each referenced value as the API serves it (base64; None when missing), and what is missing."""
+        """Each referenced key's fingerprint (None when missing), and what is missing."""
         names = sorted({ref.name for ref in refs})
         bodies = await asyncio.gather(*(self._kube.get(path("v1", "Secret", namespace, name)) for name in names))
         found = dict(zip(names, bodies, strict=True))
@@ -239,10 +240,11 @@ class Reconciler:
         problems = []
         for ref, where in refs.items():
             secret = found[ref.name]
-            values[ref] = ((secret or {}).get("data") or {}).get(ref.key)
+            value = ((secret or {}).get("data") or {}).get(ref.key)
+            values[ref] = None if value is None else secret_fingerprint(secret["metadata"].get("uid", ""), value)
             if secret is None:
                 problems.append(Problem("SecretMissing", f"Secret {ref.name} not found (referenced by {where})"))
-            elif values[ref] is None:
+            elif value is None:
                 problems.append(Problem("SecretMissing", f"Secret {ref.name} has no key {ref.key} "
                                                          f"(referenced by {where})"))
         return values, problems

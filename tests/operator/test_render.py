@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from bounce_operator.render import (
     render_children,
     render_cronjob,
     render_deployment,
+    secret_fingerprint,
     service_url,
 )
 from bounce_operator.schedule import InvalidSchedule, cron_schedule
@@ -191,6 +193,29 @@ def test_checksum_follows_config_and_secret_values() -> None:
     assert base != checksum(config, {SecretKey("db", "url"): "postgresql://b"})
     assert base != checksum(config, {SecretKey("db", "url"): None})
     assert base != checksum(config + "#", {SecretKey("db", "url"): "postgresql://a"})
+
+
+def test_the_service_rolls_for_its_own_secrets_only() -> None:
+    spec = full_spec()
+
+    def annotation(**changed: str | None) -> str:
+        secrets = {key: "v1" for key in all_refs(spec)}
+        secrets.update({SecretKey(*name.split("__")): value for name, value in changed.items()})
+        (deployment,) = by_kind(render_children(OWNER, spec, secrets, frozenset()))["Deployment"]
+        return deployment["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION]
+
+    assert annotation() == annotation()
+    assert annotation(**{"bounce-db__url": "v2"}) != annotation()
+    assert annotation(**{"bounce-api__mailer": None}) != annotation()
+    assert annotation(**{"bounce-mailboxes__pop3": "v2"}) == annotation()  # scanners read it on each run
+
+
+def test_secret_fingerprints_change_with_the_value_and_hide_it() -> None:
+    assert secret_fingerprint("uid-1", "cGFzcw==") == secret_fingerprint("uid-1", "cGFzcw==")
+    assert secret_fingerprint("uid-1", "cGFzcw==") != secret_fingerprint("uid-1", "cGFzcx==")
+    # Without the Secret's uid nobody can check a guessed value against the annotation.
+    assert secret_fingerprint("uid-1", "cGFzcw==") != secret_fingerprint("uid-2", "cGFzcw==")
+    assert secret_fingerprint("", "cGFzcw==") != hashlib.sha256(b"cGFzcw==").hexdigest()
 
 
 def test_config_map_holds_the_defaulted_spec_the_service_loads() -> None:
