@@ -10,6 +10,7 @@ from typing import Any
 
 from .cluster import Cluster
 from .conftest import Api, Operator, bounceconfig, condition, create_secrets, eventually
+from .schemas import schema_errors
 
 MAILBOX = {"name": "returns", "host": "pop.example.com", "auth": "none", "scanInterval": "15m"}
 
@@ -225,6 +226,15 @@ async def test_a_deleted_bounceconfig_is_not_resurrected(api: Api, operator: Ope
     await api.create(bounceconfig("later", namespace))
     await wait_ready(api, namespace, "later")
     assert await all_gone()
+
+
+def test_what_the_operator_wrote_is_valid_for_kubernetes(cluster: Cluster, operator: Operator) -> None:
+    """The objects the tests above left in the cluster, as the operator wrote them, pass the real schemas."""
+    written = [obj.raw for obj in list(cluster.objects.values()) if not obj.deleted
+               and (obj.raw.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "bounce-operator"]
+    kinds = {body["kind"] for body in written}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "Ingress", "CronJob", "ServiceMonitor", "PrometheusRule"}
+    assert {body["kind"]: schema_errors(body) for body in written if schema_errors(body)} == {}
 
 
 def rbac_request(request: Any) -> tuple[str, str, str] | None:

@@ -103,6 +103,13 @@ def test_the_schema_check_itself_refuses_unknown_fields() -> None:
     assert schema_errors(deployment) and schema_errors(monitor)
 
 
+def test_a_kind_without_a_schema_fails_the_check() -> None:
+    """kubernetes-validate skips what it has no schema for unless told otherwise; here that is a failure."""
+    (cronjob, *_) = by_kind(render_children(OWNER, full_spec(), {}, MONITORING))["CronJob"]
+    errors = schema_errors({**cronjob, "apiVersion": "batch/v1beta1"})  # gone since Kubernetes 1.25
+    assert len(errors) == 2 and all("no schema for CronJob batch/v1beta1" in e for e in errors), errors
+
+
 def test_every_child_is_owned_labelled_and_namespaced() -> None:
     for child in render_children(OWNER, full_spec(), {}, MONITORING):
         meta = child["metadata"]
