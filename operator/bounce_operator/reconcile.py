@@ -19,16 +19,18 @@ from . import API_VERSION, GROUP, KIND
 from .kube import ApiError, Kube, path, path_of
 from .refs import Refs, SecretKey, all_refs
 from .render import (
+    MAILBOX_LABEL,
     MANAGED_BY,
     MONITORING_API,
     Owner,
     config_document,
+    cronjob_name,
     render_children,
     secret_fingerprint,
     service_url,
 )
 from .schedule import cron_schedule
-from .status import Problem, build_status, deployment_progress
+from .status import Problem, build_status, deployment_progress, scan_times
 
 ChildKey = tuple[str, str]  # (kind, name); a BounceConfig's children all live in its namespace
 OwnerKey = tuple[str, str]  # (namespace, name)
@@ -83,6 +85,7 @@ class Reconciler:
         self._pending: set[OwnerKey] = set()
         self._wanted: dict[OwnerKey, dict[ChildKey, Mapping[str, Any]]] = {}
         self._available: dict[OwnerKey, bool] = {}
+        self._scans: dict[OwnerKey, dict[str, dict[str, Any]]] = {}  # CronJob name → its scan_times
         self._pruned: set[OwnerKey] = set()  # stale children deleted, and nothing became unwanted since
         self._specs: dict[OwnerKey, tuple[tuple[Any, Any], tuple[dict[str, Any], list, str]]] = {}
 
@@ -126,6 +129,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         self._wanted.pop((namespace, name), None)
         self._available.pop((namespace, name), None)
+        self._scans.pop((namespace, name), None)
         self._pruned.discard((namespace, name))
         self._specs.pop((namespace, name), None)
         self._locks.pop((namespace, name), None)
@@ -149,6 +153,9 @@ class Reconciler:
             return owner
         if child.get("kind") == "Deployment" and deployment_progress(child)[0] != self._available.get(owner):
             return owner  # a rollout finished or broke: Ready changes
+        if child.get("kind") == "CronJob" and \
+                scan_times(child) != self._scans.get(owner, {}).get(child["metadata"]["name"], {}):
+            return owner  # a scan started or succeeded: status.mailboxes changes
         return None
 
     async def _reconcile(self, body: Mapping[str, Any], owner: Owner,
@@ -161,7 +168,7 @@ class Reconciler:
             kept = {m["name"]: m["schedule"] for m in previous.get("mailboxes", []) if "name" in m and "schedule" in m}
             await self._report(body, build_status(
                 generation=generation, problems=[_spec_problem(violations)], available=False, progress="",
-                url=previous.get("url"), schedules=kept, previous=previous))
+                url=previous.get("url"), schedules=kept, scans={}, previous=previous))
             return
 
         refs = all_refs(spec)
@@ -182,6 +189,7 @@ class Reconciler:
         results = await asyncio.gather(*(self._apply(owner, m) for m in desired), return_exceptions=True)
         actions: dict[str, list[str]] = defaultdict(list)
         deployment = None
+        scans: dict[str, dict[str, Any]] = {}
         failed = False
         for manifest, result in zip(desired, results, strict=True):
             label = f"{manifest['kind']} {manifest['metadata']['name']}"
@@ -198,6 +206,8 @@ class Reconciler:
                     actions[action].append(label)
                 if manifest["kind"] == "Deployment":
                     deployment = current
+                elif manifest["kind"] == "CronJob":
+                    scans[manifest["metadata"]["labels"][MAILBOX_LABEL]] = scan_times(current)
         if key not in self._pruned:  # listing every prunable kind costs; do it only when something may go
             try:
                 deleted = await self._prune(owner, desired, monitoring)
@@ -210,12 +220,13 @@ class Reconciler:
 
         available, progress = deployment_progress(deployment)
         self._available[key] = available
+        self._scans[key] = {cronjob_name(owner, name): times for name, times in scans.items()}
         for reason, labels in actions.items():
             kopf.event(dict(body), type="Normal", reason=reason, message=", ".join(labels))
         schedules = {m["name"]: cron_schedule(m["scanInterval"]) for m in spec["mailboxes"]}
         await self._report(body, build_status(
             generation=generation, problems=problems, available=available, progress=progress,
-            url=service_url(owner, spec), schedules=schedules, previous=previous))
+            url=service_url(owner, spec), schedules=schedules, scans=scans, previous=previous))
         if failed:
             raise kopf.TemporaryError("some children could not be written; retrying", delay=15)
 

@@ -44,8 +44,10 @@ class Api:
         async with self.cluster.get(path(api_version, kind, namespace, name)) as response:
             return await response.json() if response.status == 200 else None
 
-    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> Any:
-        return await self._call("PATCH", path(api_version, kind, namespace, name), patch, "application/merge-patch+json")
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any],
+                    subresource: str | None = None) -> Any:
+        return await self._call("PATCH", path(api_version, kind, namespace, name, subresource), patch,
+                                "application/merge-patch+json")
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
         return await self._call("DELETE", path(api_version, kind, namespace, name))

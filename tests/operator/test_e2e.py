@@ -123,6 +123,20 @@ async def test_spec_changes_reach_the_children(api: Api, operator: Operator, nam
     await wait_event(api, namespace, "Normal", "Deleted", "CronJob mail-returns", "Ingress mail")
 
 
+async def test_scans_reported_by_the_cronjob_reach_the_status(api: Api, operator: Operator, namespace: str) -> None:
+    await ready_config(api, namespace)
+    # What the CronJob controller writes when it starts a Job, and when one completes.
+    times = {"lastScheduleTime": "2026-03-01T10:15:00Z", "lastSuccessfulTime": "2026-03-01T10:15:07Z"}
+    await api.patch("batch/v1", "CronJob", namespace, "mail-returns", {"status": times}, subresource="status")
+
+    async def reported() -> list[dict[str, Any]]:
+        mailboxes = (await api.bounceconfig(namespace, "mail"))["status"]["mailboxes"]
+        return mailboxes if "lastSuccessfulTime" in mailboxes[0] else []
+
+    assert await eventually(reported, what="the scan times in status") == [
+        {"name": "returns", "schedule": "*/15 * * * *", **times}]
+
+
 async def test_deleted_and_edited_children_are_restored(api: Api, operator: Operator, namespace: str) -> None:
     await ready_config(api, namespace)
     deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")

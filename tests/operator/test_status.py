@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from bounce_operator.reconcile import is_subset
-from bounce_operator.status import Problem, build_status, deployment_progress
+from bounce_operator.status import Problem, build_status, deployment_progress, scan_times
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
@@ -13,7 +13,7 @@ T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
 
 def status(previous: dict | None = None, now: datetime = T0, **kwargs) -> dict:
     arguments = {"generation": 3, "problems": [], "available": True, "progress": "2/2 replicas available",
-                 "url": "http://mail.ns.svc", "schedules": {"returns": "*/15 * * * *"}, **kwargs}
+                 "url": "http://mail.ns.svc", "schedules": {"returns": "*/15 * * * *"}, "scans": {}, **kwargs}
     return build_status(previous=previous or {}, now=now, **arguments)
 
 
@@ -48,10 +48,17 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
     assert status(first, now=T1) == first  # nothing changed: nothing to write
 
 
-def test_scan_results_are_kept_for_mailboxes_that_remain() -> None:
-    previous = {"mailboxes": [{"name": "returns", "schedule": "0 * * * *", "lastScanResult": "ok"},
-                              {"name": "gone", "schedule": "0 * * * *", "lastScanResult": "ok"}]}
-    assert status(previous)["mailboxes"] == [{"name": "returns", "schedule": "*/15 * * * *", "lastScanResult": "ok"}]
+def test_scan_times_come_from_the_cronjobs_and_are_kept_for_mailboxes_that_remain() -> None:
+    previous = {"mailboxes": [{"name": "returns", "schedule": "0 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"},
+                              {"name": "gone", "schedule": "0 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}]}
+    assert status(previous)["mailboxes"] == [
+        {"name": "returns", "schedule": "*/15 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}]
+    cronjob = {"status": {"lastScheduleTime": "2026-01-02T00:15:00Z", "lastSuccessfulTime": "2026-01-02T00:15:09Z",
+                          "active": []}}
+    assert status(previous, scans={"returns": scan_times(cronjob)})["mailboxes"] == [
+        {"name": "returns", "schedule": "*/15 * * * *", "lastScheduleTime": "2026-01-02T00:15:00Z",
+         "lastSuccessfulTime": "2026-01-02T00:15:09Z"}]
+    assert scan_times({"spec": {}}) == {}  # never run yet
 
 
 def test_deployment_progress() -> None:
