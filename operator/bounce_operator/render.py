@@ -14,6 +14,7 @@ import yaml
 
 from . import API_VERSION, KIND
 from .alerts import alert_rules
+from .quantity import canonical_quantity
 from .refs import Refs, SecretKey, scanner_refs, service_refs
 from .schedule import cron_schedule, interval_seconds
 
@@ -210,7 +211,10 @@ def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: st
         "readinessProbe": _probe("/readyz", 5, 2),
     }
     if service.get("resources"):
-        container["resources"] = service["resources"]
+        container["resources"] = {
+            kind: {name: canonical_quantity(value) for name, value in values.items()}
+            for kind, values in service["resources"].items()
+        }
     pod_labels = selector_labels(owner, "service")
     return {
         "apiVersion": "apps/v1",

@@ -181,6 +181,19 @@ def test_secret_refs_skip_disabled_providers() -> None:
                                                             SecretKey("bounce-mailboxes", "imap")}
 
 
+@pytest.mark.parametrize(("written", "stored"), [
+    ("0.5", "500m"), ("1000m", "1"), (2, "2"), ("2.5", "2500m"), ("250m", "250m"), ("1000", "1k"), ("1e3", "1e3"),
+    ("1.5Gi", "1536Mi"), ("1024Ki", "1Mi"), ("0.5Ki", "512"), ("0.1Gi", "107374182400m"), ("128974848", "128974848"),
+    ("100.0m", "100m"), ("0.1n", "1n"), ("0", "0"),
+])
+def test_resources_are_written_as_the_api_server_stores_them(written: Any, stored: str) -> None:
+    """Otherwise the stored Deployment never matches what the operator wants, and it patches it forever."""
+    spec = full_spec()
+    spec["service"]["resources"] = {"limits": {"cpu": written}}
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert container["resources"] == {"limits": {"cpu": stored}}
+
+
 def test_a_minimal_spec_mounts_only_the_database_url() -> None:
     assert mounted_secrets(render_deployment(OWNER, minimal_spec(), "c0ffee")) == {"db/url"}
 
