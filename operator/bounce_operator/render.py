@@ -210,11 +210,11 @@ def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: st
         "livenessProbe": _probe("/healthz", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
     }
-    if service.get("resources"):
-        container["resources"] = {
-            kind: {name: canonical_quantity(value) for name, value in values.items()}
-            for kind, values in service["resources"].items()
-        }
+    # Empty maps are dropped by the API server too (omitempty): written, they would never match.
+    resources = {kind: {name: canonical_quantity(value) for name, value in values.items()}
+                 for kind, values in service.get("resources", {}).items() if values}
+    if resources:
+        container["resources"] = resources
     pod_labels = selector_labels(owner, "service")
     return {
         "apiVersion": "apps/v1",

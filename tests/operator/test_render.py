@@ -194,6 +194,16 @@ def test_resources_are_written_as_the_api_server_stores_them(written: Any, store
     assert container["resources"] == {"limits": {"cpu": stored}}
 
 
+def test_empty_resource_maps_are_left_out() -> None:
+    spec = full_spec()
+    spec["service"]["resources"] = {"limits": {}, "requests": {"memory": "64Mi"}}
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert container["resources"] == {"requests": {"memory": "64Mi"}}
+    spec["service"]["resources"] = {"limits": {}}
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert "resources" not in container
+
+
 def test_a_minimal_spec_mounts_only_the_database_url() -> None:
     assert mounted_secrets(render_deployment(OWNER, minimal_spec(), "c0ffee")) == {"db/url"}
 
