@@ -192,8 +192,6 @@ RULES = [  # what only the CEL rules (x-kubernetes-validations) can say
                  "auth userpass requires username and password", id="mailbox-without-password"),
     pytest.param(lambda s: s["service"]["ingress"].pop("host"), "spec.service.ingress",
                  "ingress enabled requires host", id="ingress-without-host"),
-    pytest.param(lambda s: s["service"]["ingress"]["annotations"].update({"not a key": "x"}),
-                 "spec.service.ingress.annotations", "annotation keys must be", id="bad-annotation-key"),
     pytest.param(lambda s: s["webhooks"]["ses"].update(topicArns=[]), "spec.webhooks.ses",
                  "ses enabled requires at least one topicArns entry", id="ses-without-topics"),
     pytest.param(lambda s: s["webhooks"]["sendgrid"].pop("verificationKey"), "spec.webhooks.sendgrid",
