@@ -210,6 +210,18 @@ async def test_an_invalid_schedule_is_reported_and_nothing_is_applied(api: Api, 
     await wait_event(api, namespace, "Warning", "InvalidSchedule", "spec.mailboxes[0].scanInterval")
 
 
+async def test_a_spec_without_a_database_is_reported(api: Api, operator: Operator, namespace: str) -> None:
+    await create_secrets(api, namespace)
+    body = bounceconfig("mail", namespace)
+    del body["spec"]["database"]  # fine on a laptop with DATABASE_URL; pods have no such variable
+    await api.create(body)
+
+    problem = await wait_degraded(api, namespace, "mail")
+    assert (problem["reason"], problem["message"]) == (
+        "InvalidSpec", "spec.database.url: is required in a cluster (the pods have no DATABASE_URL)")
+    await wait_event(api, namespace, "Warning", "InvalidSpec", "spec.database.url")
+
+
 async def test_a_name_taken_by_someone_else_is_left_alone(api: Api, operator: Operator, namespace: str) -> None:
     await create_secrets(api, namespace)
     theirs = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mail", "namespace": namespace},
