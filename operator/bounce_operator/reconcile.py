@@ -118,6 +118,7 @@ class Reconciler:
         (a failed drift repair, monitoring CRDs installed later). Not a kopf timer: those add finalizers."""
         while True:
             await asyncio.sleep(interval)
+            self._kube.forget_discovery()
             for namespace in namespaces:
                 try:
                     for body in await self._kube.list(API_VERSION, KIND, namespace):
