@@ -147,12 +147,17 @@ def test_the_service_gets_probes_config_and_only_its_own_secrets() -> None:
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 150  # outlasts serve's 120 s database wait
     assert deployment["spec"]["replicas"] == 3
+    assert (container["image"], container["imagePullPolicy"]) == ("ghcr.io/bounce-operator/bounce-operator:0.1.0",
+                                                                   "IfNotPresent")
     assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     assert deployment["spec"]["template"]["metadata"]["annotations"] == {CHECKSUM_ANNOTATION: "c0ffee"}
     assert mounted_secrets(deployment) == {
         "bounce-db/url", "bounce-api/admin", "bounce-api/mailer", "bounce-providers/sendgrid-key",
         "bounce-providers/postmark-password", "bounce-providers/mailgun-signing-key",
     }
+    spec["service"].update(image="registry.example.com/bounce@sha256:" + "0" * 64, imagePullPolicy="Always")
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert (container["image"], container["imagePullPolicy"]) == (spec["service"]["image"], "Always")
 
 
 def test_each_scanner_runs_its_mailbox_on_schedule_with_its_own_password() -> None:
