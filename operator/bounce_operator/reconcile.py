@@ -17,6 +17,7 @@ from bounce_service.schema import validate_spec
 
 from . import API_VERSION, GROUP, KIND
 from .kube import ApiError, Kube, path, path_of
+from .merge import is_subset, merge_patch, stamped, written_fields
 from .refs import Refs, SecretKey, all_refs
 from .render import (
     MAILBOX_LABEL,
@@ -40,18 +41,6 @@ PRUNABLE = (("batch/v1", "CronJob"), ("networking.k8s.io/v1", "Ingress"),
 
 class NameConflict(Exception):
     """A child's name is taken by an object this BounceConfig does not control; it is left alone."""
-
-
-def is_subset(desired: Any, actual: Any) -> bool:
-    """Whether `actual` already holds everything in `desired` (the API server adds defaults, never less)."""
-    if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(
-            key in actual and is_subset(value, actual[key]) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (isinstance(actual, list) and len(desired) == len(actual)
-                and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True)))
-    return desired == actual
 
 
 def key_of(manifest: Mapping[str, Any]) -> ChildKey:
@@ -261,9 +250,10 @@ class Reconciler:
                                                          f"(referenced by {where})"))
         return values, problems
 
-    async def _apply(self, owner: Owner, manifest: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    async def _apply(self, owner: Owner, desired: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """Create, or merge-patch what differs; (action, the object as the server now has it)."""
-        url = path_of(manifest)
+        url = path_of(desired)
+        manifest = stamped(desired)
         current = await self._kube.get(url)
         if current is None:
             try:
@@ -279,7 +269,7 @@ class Reconciler:
                                f"controlled by BounceConfig {owner.name}; rename or delete it")
         if is_subset(manifest, current):
             return None, current
-        return "Updated", await self._kube.patch(url, manifest)
+        return "Updated", await self._kube.patch(url, merge_patch(manifest, written_fields(current)))
 
     async def _prune(self, owner: Owner, desired: list[Mapping[str, Any]], monitoring: frozenset[str]) -> list[str]:
         wanted = {key_of(m) for m in desired}

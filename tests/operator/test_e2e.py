@@ -123,6 +123,31 @@ async def test_spec_changes_reach_the_children(api: Api, operator: Operator, nam
     await wait_event(api, namespace, "Normal", "Deleted", "CronJob mail-returns", "Ingress mail")
 
 
+async def test_fields_taken_out_of_the_spec_leave_the_children(api: Api, operator: Operator, namespace: str) -> None:
+    await create_secrets(api, namespace)
+    ingress = {"enabled": True, "host": "bounces.example.com", "className": "nginx", "tlsSecretName": "bounces-tls",
+               "annotations": {"example.com/keep": "1", "example.com/drop": "2"}}
+    resources = {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    await api.create(bounceconfig("mail", namespace, service={"ingress": ingress, "resources": resources}))
+    await wait_ready(api, namespace, "mail")
+    await api.patch("networking.k8s.io/v1", "Ingress", namespace, "mail", {"metadata": {"labels": {"team": "mail"}}})
+
+    await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail", {"spec": {"service": {
+        "ingress": {"className": None, "tlsSecretName": None, "annotations": {"example.com/drop": None}},
+        "resources": {"limits": None}}}})
+    body = await wait_ready(api, namespace, "mail", generation=2)
+    assert body["status"]["url"] == "http://bounces.example.com"
+
+    written = await child(api, "networking.k8s.io/v1", "Ingress", namespace, "mail")
+    assert "tls" not in written["spec"] and "ingressClassName" not in written["spec"]
+    assert {k: v for k, v in written["metadata"]["annotations"].items() if k.startswith("example.com/")} == \
+        {"example.com/keep": "1"}
+    assert written["metadata"]["labels"]["team"] == "mail"  # someone else's field: left alone
+    deployment = await child(api, "apps/v1", "Deployment", namespace, "mail")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {"requests": {"cpu": "100m"}}
+
+
 async def test_scans_reported_by_the_cronjob_reach_the_status(api: Api, operator: Operator, namespace: str) -> None:
     await ready_config(api, namespace)
     # What the CronJob controller writes when it starts a Job, and when one completes.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from bounce_operator.reconcile import is_subset
 from bounce_operator.status import Problem, build_status, deployment_progress, scan_times
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -71,11 +70,3 @@ def test_deployment_progress() -> None:
     assert deployment_progress(deployment(2, 2, 3, 3, 1)) == (False, "1/3 replicas updated and available")
     assert deployment_progress(deployment(2, 2, 3, 3, 3)) == (True, "3/3 replicas available")
     assert deployment_progress(deployment(1, 1, 0, 0, 0)) == (True, "0/0 replicas available")
-
-
-def test_is_subset_accepts_server_defaults_and_catches_edits() -> None:
-    desired = {"spec": {"replicas": 2, "ports": [{"port": 80}]}}
-    assert is_subset(desired, {"spec": {"replicas": 2, "ports": [{"port": 80, "protocol": "TCP"}]}, "status": {}})
-    assert not is_subset(desired, {"spec": {"replicas": 3, "ports": [{"port": 80}]}})
-    assert not is_subset(desired, {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}})
-    assert not is_subset(desired, {"spec": {"replicas": 2}})
