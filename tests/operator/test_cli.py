@@ -14,7 +14,8 @@ from .conftest import OPERATOR
 
 def test_a_scope_must_be_chosen_and_only_one() -> None:
     result = subprocess.run([str(OPERATOR)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "one of the arguments -n/--namespace -A/--all-namespaces is required" in result.stderr
+    assert result.returncode == 2
+    assert "one of the arguments -n/--namespace -A/--all-namespaces is required" in result.stderr
     with pytest.raises(SystemExit):
         build_parser().parse_args(["-A", "-n", "mail"])
 

@@ -234,7 +234,8 @@ def test_the_invalid_cases_exercise_every_rule() -> None:
     assert {m for m in messages if not any(t in m for t in tested)} == set()
 
 
-INTERVALS = ([f"{n}m" for n in range(1, 121)] + [f"{n}h" for n in range(1, 49)] + [f"{n}m" for n in range(150, 1500, 30)]
+INTERVALS = ([f"{n}m" for n in range(1, 121)] + [f"{n}h" for n in range(1, 49)]
+             + [f"{n}m" for n in range(150, 1500, 30)]
              + [f"{n}s" for n in range(0, 7300, 45)] + ["1h30m", "60500ms", "60000ms", "2h0m", "1441m", "1439m"])
 
 

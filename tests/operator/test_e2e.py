@@ -281,8 +281,8 @@ async def test_a_deleted_bounceconfig_is_not_resurrected(api: Api, operator: Ope
 
 def test_what_the_operator_wrote_is_valid_for_kubernetes(cluster: Cluster, operator: Operator) -> None:
     """The objects the tests above left in the cluster, as the operator wrote them, pass the real schemas."""
-    written = [obj.raw for obj in list(cluster.objects.values()) if not obj.deleted
-               and (obj.raw.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "bounce-operator"]
+    written = [obj.raw for obj in list(cluster.objects.values()) if not obj.deleted and
+               (obj.raw.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "bounce-operator"]
     kinds = {body["kind"] for body in written}
     assert kinds == {"ConfigMap", "Deployment", "Service", "Ingress", "CronJob", "ServiceMonitor", "PrometheusRule"}
     assert {body["kind"]: schema_errors(body) for body in written if schema_errors(body)} == {}

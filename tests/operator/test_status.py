@@ -48,8 +48,8 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
 
 
 def test_scan_times_come_from_the_cronjobs_and_are_kept_for_mailboxes_that_remain() -> None:
-    previous = {"mailboxes": [{"name": "returns", "schedule": "0 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"},
-                              {"name": "gone", "schedule": "0 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}]}
+    scanned = {"schedule": "0 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}
+    previous = {"mailboxes": [{"name": "returns", **scanned}, {"name": "gone", **scanned}]}
     assert status(previous)["mailboxes"] == [
         {"name": "returns", "schedule": "*/15 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}]
     cronjob = {"status": {"lastScheduleTime": "2026-01-02T00:15:00Z", "lastSuccessfulTime": "2026-01-02T00:15:09Z",
