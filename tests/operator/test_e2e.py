@@ -88,6 +88,27 @@ async def test_a_bounceconfig_gets_its_children_and_a_ready_status(api: Api, ope
     assert sources == {"bounce-operator"}
 
 
+async def test_ready_follows_the_rollout(api: Api, cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.complete_rollouts = False  # the Deployment controller is slow today
+    try:
+        await create_secrets(api, namespace)
+        await api.create(bounceconfig("mail", namespace))
+
+        async def progressing() -> dict[str, Any]:
+            ready = condition(await api.bounceconfig(namespace, "mail"), "Ready")
+            return ready if ready.get("reason") == "Progressing" else {}
+
+        ready = await eventually(progressing, what="Ready False while the rollout is pending")
+        assert ready["status"] == "False"
+        assert ready["message"] == "the Deployment controller has not seen the latest spec yet"
+        assert condition(await api.bounceconfig(namespace, "mail"), "Degraded")["status"] == "False"  # nothing wrong
+    finally:
+        await cluster.finish_rollouts()
+    body = await wait_ready(api, namespace, "mail")
+    ready = condition(body, "Ready")
+    assert (ready["reason"], ready["message"]) == ("Available", "2/2 replicas available")
+
+
 async def test_spec_changes_reach_the_children(api: Api, operator: Operator, namespace: str) -> None:
     await ready_config(api, namespace)
     before = await child(api, "apps/v1", "Deployment", namespace, "mail")
