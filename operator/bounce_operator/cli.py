@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
                         help="where to answer liveness probes (default %(default)s; 'none' disables)")
     parser.add_argument("--peering", metavar="NAME",
-                        help="coordinate with other replicas through this KopfPeering (default: standalone)")
+                        help="coordinate with other replicas through this KopfPeering (default: standalone; "
+                             "needs kopf's peering CRDs and RBAC for them, which deploy/ does not grant)")
     parser.add_argument("--resync-interval", type=float, default=300.0, metavar="SECONDS",
                         help="reconcile every BounceConfig at least this often (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log kopf's debug messages")

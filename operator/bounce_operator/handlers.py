@@ -43,6 +43,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
         prefix=GROUP, key="last-handled-configuration")
     # Events are for what the operator did (posted explicitly); kopf's per-handler chatter stays in the log.
     settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "bounce-operator"  # the "From" of `kubectl describe`
     for api_version, plural in CHILDREN:
         settings.watching.label_selectors[api_version, plural] = MANAGED  # never stream unrelated objects
     memo.kube = Kube.from_environment()

@@ -131,6 +131,10 @@ class Kube:
         listing = await self.request("GET", path(api_version, kind, namespace), query=query)
         return [{"apiVersion": api_version, "kind": kind, **item} for item in listing.get("items", [])]
 
+    def forget_discovery(self) -> None:
+        """Ask again next time: a CRD (the Prometheus operator's, say) may have been installed since."""
+        self._discovered.clear()
+
     async def served_kinds(self, api_version: str) -> frozenset[str]:
         """The kinds an API group version serves, or nothing if the cluster lacks it (cached for a while)."""
         now = time.monotonic()

@@ -17,17 +17,21 @@ from bounce_service.schema import validate_spec
 
 from . import API_VERSION, GROUP, KIND
 from .kube import ApiError, Kube, path, path_of
+from .merge import is_subset, merge_patch, stamped, written_fields
 from .refs import Refs, SecretKey, all_refs
 from .render import (
+    MAILBOX_LABEL,
     MANAGED_BY,
     MONITORING_API,
     Owner,
     config_document,
+    cronjob_name,
     render_children,
+    secret_fingerprint,
     service_url,
 )
 from .schedule import cron_schedule
-from .status import Problem, build_status, deployment_progress
+from .status import Problem, build_status, deployment_progress, scan_times
 
 ChildKey = tuple[str, str]  # (kind, name); a BounceConfig's children all live in its namespace
 OwnerKey = tuple[str, str]  # (namespace, name)
@@ -37,18 +41,6 @@ PRUNABLE = (("batch/v1", "CronJob"), ("networking.k8s.io/v1", "Ingress"),
 
 class NameConflict(Exception):
     """A child's name is taken by an object this BounceConfig does not control; it is left alone."""
-
-
-def is_subset(desired: Any, actual: Any) -> bool:
-    """Whether `actual` already holds everything in `desired` (the API server adds defaults, never less)."""
-    if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(
-            key in actual and is_subset(value, actual[key]) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (isinstance(actual, list) and len(desired) == len(actual)
-                and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True)))
-    return desired == actual
 
 
 def key_of(manifest: Mapping[str, Any]) -> ChildKey:
@@ -82,6 +74,7 @@ class Reconciler:
         self._pending: set[OwnerKey] = set()
         self._wanted: dict[OwnerKey, dict[ChildKey, Mapping[str, Any]]] = {}
         self._available: dict[OwnerKey, bool] = {}
+        self._scans: dict[OwnerKey, dict[str, dict[str, Any]]] = {}  # CronJob name → its scan_times
         self._pruned: set[OwnerKey] = set()  # stale children deleted, and nothing became unwanted since
         self._specs: dict[OwnerKey, tuple[tuple[Any, Any], tuple[dict[str, Any], list, str]]] = {}
 
@@ -114,6 +107,7 @@ class Reconciler:
         (a failed drift repair, monitoring CRDs installed later). Not a kopf timer: those add finalizers."""
         while True:
             await asyncio.sleep(interval)
+            self._kube.forget_discovery()
             for namespace in namespaces:
                 try:
                     for body in await self._kube.list(API_VERSION, KIND, namespace):
@@ -125,6 +119,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         self._wanted.pop((namespace, name), None)
         self._available.pop((namespace, name), None)
+        self._scans.pop((namespace, name), None)
         self._pruned.discard((namespace, name))
         self._specs.pop((namespace, name), None)
         self._locks.pop((namespace, name), None)
@@ -148,6 +143,9 @@ class Reconciler:
             return owner
         if child.get("kind") == "Deployment" and deployment_progress(child)[0] != self._available.get(owner):
             return owner  # a rollout finished or broke: Ready changes
+        if child.get("kind") == "CronJob" and \
+                scan_times(child) != self._scans.get(owner, {}).get(child["metadata"]["name"], {}):
+            return owner  # a scan started or succeeded: status.mailboxes changes
         return None
 
     async def _reconcile(self, body: Mapping[str, Any], owner: Owner,
@@ -160,7 +158,7 @@ class Reconciler:
             kept = {m["name"]: m["schedule"] for m in previous.get("mailboxes", []) if "name" in m and "schedule" in m}
             await self._report(body, build_status(
                 generation=generation, problems=[_spec_problem(violations)], available=False, progress="",
-                url=previous.get("url"), schedules=kept, previous=previous))
+                url=previous.get("url"), schedules=kept, scans={}, previous=previous))
             return
 
         refs = all_refs(spec)
@@ -181,6 +179,7 @@ class Reconciler:
         results = await asyncio.gather(*(self._apply(owner, m) for m in desired), return_exceptions=True)
         actions: dict[str, list[str]] = defaultdict(list)
         deployment = None
+        scans: dict[str, dict[str, Any]] = {}
         failed = False
         for manifest, result in zip(desired, results, strict=True):
             label = f"{manifest['kind']} {manifest['metadata']['name']}"
@@ -197,9 +196,13 @@ class Reconciler:
                     actions[action].append(label)
                 if manifest["kind"] == "Deployment":
                     deployment = current
+                elif manifest["kind"] == "CronJob":
+                    scans[manifest["metadata"]["labels"][MAILBOX_LABEL]] = scan_times(current)
         if key not in self._pruned:  # listing every prunable kind costs; do it only when something may go
             try:
-                actions["Deleted"] += await self._prune(owner, desired, monitoring)
+                deleted = await self._prune(owner, desired, monitoring)
+                if deleted:
+                    actions["Deleted"] += deleted
                 self._pruned.add(key)
             except ApiError as exc:
                 problems.append(Problem("ApplyFailed", f"deleting unwanted children: {exc.message or exc.status}"))
@@ -207,12 +210,13 @@ class Reconciler:
 
         available, progress = deployment_progress(deployment)
         self._available[key] = available
+        self._scans[key] = {cronjob_name(owner, name): times for name, times in scans.items()}
         for reason, labels in actions.items():
             kopf.event(dict(body), type="Normal", reason=reason, message=", ".join(labels))
         schedules = {m["name"]: cron_schedule(m["scanInterval"]) for m in spec["mailboxes"]}
         await self._report(body, build_status(
             generation=generation, problems=problems, available=available, progress=progress,
-            url=service_url(owner, spec), schedules=schedules, previous=previous))
+            url=service_url(owner, spec), schedules=schedules, scans=scans, previous=previous))
         if failed:
             raise kopf.TemporaryError("some children could not be written; retrying", delay=15)
 
@@ -229,7 +233,7 @@ class Reconciler:
         return result
 
     async def _read_secrets(self, namespace: str, refs: Refs) -> tuple[dict[SecretKey, str | None], list[Problem]]:
-        """Each referenced value as the API serves it (base64; None when missing), and what is missing."""
+        """Each referenced key's fingerprint (None when missing), and what is missing."""
         names = sorted({ref.name for ref in refs})
         bodies = await asyncio.gather(*(self._kube.get(path("v1", "Secret", namespace, name)) for name in names))
         found = dict(zip(names, bodies, strict=True))
@@ -237,17 +241,19 @@ class Reconciler:
         problems = []
         for ref, where in refs.items():
             secret = found[ref.name]
-            values[ref] = ((secret or {}).get("data") or {}).get(ref.key)
+            value = ((secret or {}).get("data") or {}).get(ref.key)
+            values[ref] = None if value is None else secret_fingerprint(secret["metadata"].get("uid", ""), value)
             if secret is None:
                 problems.append(Problem("SecretMissing", f"Secret {ref.name} not found (referenced by {where})"))
-            elif values[ref] is None:
+            elif value is None:
                 problems.append(Problem("SecretMissing", f"Secret {ref.name} has no key {ref.key} "
                                                          f"(referenced by {where})"))
         return values, problems
 
-    async def _apply(self, owner: Owner, manifest: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    async def _apply(self, owner: Owner, desired: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """Create, or merge-patch what differs; (action, the object as the server now has it)."""
-        url = path_of(manifest)
+        url = path_of(desired)
+        manifest = stamped(desired)
         current = await self._kube.get(url)
         if current is None:
             try:
@@ -263,7 +269,7 @@ class Reconciler:
                                f"controlled by BounceConfig {owner.name}; rename or delete it")
         if is_subset(manifest, current):
             return None, current
-        return "Updated", await self._kube.patch(url, manifest)
+        return "Updated", await self._kube.patch(url, merge_patch(manifest, written_fields(current)))
 
     async def _prune(self, owner: Owner, desired: list[Mapping[str, Any]], monitoring: frozenset[str]) -> list[str]:
         wanted = {key_of(m) for m in desired}

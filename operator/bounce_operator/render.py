@@ -14,6 +14,7 @@ import yaml
 
 from . import API_VERSION, KIND
 from .alerts import alert_rules
+from .quantity import canonical_quantity
 from .refs import Refs, SecretKey, scanner_refs, service_refs
 from .schedule import cron_schedule, interval_seconds
 
@@ -100,8 +101,14 @@ def config_document(spec: Mapping[str, Any]) -> str:
                      default_flow_style=False)
 
 
+def secret_fingerprint(uid: str, value: str) -> str:
+    """What stands for a secret value in the checksum: it changes with the value, yet whoever may read the
+    Deployment but not the Secret cannot test guesses against it (they cannot see the Secret's uid)."""
+    return hashlib.sha256(f"{uid}\0{value}".encode()).hexdigest()
+
+
 def checksum(config: str, secrets: Mapping[SecretKey, str | None]) -> str:
-    """Changes whenever the config or any referenced secret value changes, so the pods roll."""
+    """Changes whenever the config or any of these secrets (fingerprints; None: missing) changes, so the pods roll."""
     digest = hashlib.sha256(config.encode())
     for key in sorted(secrets):
         value = secrets[key]
@@ -203,8 +210,11 @@ def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: st
         "livenessProbe": _probe("/healthz", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
     }
-    if service.get("resources"):
-        container["resources"] = service["resources"]
+    # Empty maps are dropped by the API server too (omitempty): written, they would never match.
+    resources = {kind: {name: canonical_quantity(value) for name, value in values.items()}
+                 for kind, values in service.get("resources", {}).items() if values}
+    if resources:
+        container["resources"] = resources
     pod_labels = selector_labels(owner, "service")
     return {
         "apiVersion": "apps/v1",
@@ -329,12 +339,15 @@ def render_children(owner: Owner, spec: Mapping[str, Any], secrets: Mapping[Secr
                     monitoring: frozenset[str], config: str | None = None) -> list[dict[str, Any]]:
     """Every child the BounceConfig should have; any other child it owns is to be deleted.
 
-    `secrets` holds the referenced values (None: missing), `monitoring` the kinds of monitoring.coreos.com/v1
-    this cluster serves, and `config` the spec's `config_document` if the caller already has it.
+    `secrets` holds each referenced key's `secret_fingerprint` (None: missing), `monitoring` the kinds of
+    monitoring.coreos.com/v1 this cluster serves, and `config` the spec's `config_document` if the caller
+    already has it.
     """
     service = spec["service"]
     config = config_document(spec) if config is None else config
-    children = [render_config_map(owner, config), render_deployment(owner, spec, checksum(config, secrets)),
+    # Only what the service's pods mount rolls them: a mailbox password is read by each scanner run afresh.
+    mounted = {key: secrets.get(key) for key in service_refs(spec)}
+    children = [render_config_map(owner, config), render_deployment(owner, spec, checksum(config, mounted)),
                 render_service(owner)]
     if service.get("ingress", {}).get("enabled"):
         children.append(render_ingress(owner, spec))

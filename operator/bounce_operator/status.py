@@ -34,10 +34,20 @@ def _condition(type_: str, status: bool, reason: str, message: str, generation: 
     return condition
 
 
+SCAN_FIELDS = ("lastScheduleTime", "lastSuccessfulTime")  # from each scanner CronJob's own status
+
+
+def scan_times(cronjob: Mapping[str, Any] | None) -> dict[str, Any]:
+    """When the CronJob controller last started a scan, and when one last succeeded."""
+    status = (cronjob or {}).get("status") or {}
+    return {field: status[field] for field in SCAN_FIELDS if status.get(field)}
+
+
 def build_status(*, generation: int | None, problems: Sequence[Problem], available: bool, progress: str,
-                 url: str | None, schedules: Mapping[str, str], previous: Mapping[str, Any],
-                 now: datetime | None = None) -> dict[str, Any]:
-    """The whole new status; `previous` (the current status) keeps transition times and scan results."""
+                 url: str | None, schedules: Mapping[str, str], scans: Mapping[str, Mapping[str, Any]],
+                 previous: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The whole new status. `scans` holds each mailbox's `scan_times` as its CronJob reports them; `previous`
+    (the current status) keeps transition times, and scan times where `scans` has none."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
     if problems:
@@ -48,12 +58,11 @@ def build_status(*, generation: int | None, problems: Sequence[Problem], availab
                            generation, before, stamp)
         degraded = _condition("Degraded", False, "Reconciled", "every child matches the spec", generation,
                               before, stamp)
-    scans = {m.get("name"): m for m in previous.get("mailboxes", [])}
+    known = {m.get("name"): scan_times({"status": m}) for m in previous.get("mailboxes", [])}
     status: dict[str, Any] = {
         "conditions": [ready, degraded],
         "mailboxCount": len(schedules),
-        # Scan results are reported by others; keep them for the mailboxes that still exist.
-        "mailboxes": [{**scans.get(name, {}), "name": name, "schedule": schedule}
+        "mailboxes": [{"name": name, "schedule": schedule, **known.get(name, {}), **scans.get(name, {})}
                       for name, schedule in schedules.items()],
     }
     if generation is not None:

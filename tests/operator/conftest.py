@@ -44,8 +44,10 @@ class Api:
         async with self.cluster.get(path(api_version, kind, namespace, name)) as response:
             return await response.json() if response.status == 200 else None
 
-    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> Any:
-        return await self._call("PATCH", path(api_version, kind, namespace, name), patch, "application/merge-patch+json")
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any],
+                    subresource: str | None = None) -> Any:
+        return await self._call("PATCH", path(api_version, kind, namespace, name, subresource), patch,
+                                "application/merge-patch+json")
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
         return await self._call("DELETE", path(api_version, kind, namespace, name))
@@ -68,6 +70,12 @@ class Api:
 
     def request_count(self) -> int:
         return len(list(self.cluster))
+
+    def events(self, namespace: str) -> list[tuple[str, str, str, str]]:
+        """(type, reason, involved object's name, message) of every Event posted in `namespace`, oldest first."""
+        return [(e["type"], e["reason"], e["involvedObject"]["name"], e["message"])
+                for (resource, ns, _), e in list(self.cluster.objects.items())
+                if resource.plural == "events" and ns == namespace and not e.deleted]
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 20.0, what: str = "") -> T:

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from bounce_operator.manifests import operator_manifests, to_yaml
 
+from .pods import pod_specs, restricted_violations
 from .schemas import schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,13 @@ def test_cluster_wide_manifests_are_valid_and_bind_a_cluster_role() -> None:
     assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
     (container,) = manifests[-1]["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["bounce-operator", "--all-namespaces"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_operator_pod_is_restricted() -> None:
+    for manifests in (list(yaml.safe_load_all((ROOT / "deploy/operator.yaml").read_text())),
+                      operator_manifests(watch_namespaces=["mail"])):
+        (pod,) = [pod for manifest in manifests for pod in pod_specs(manifest)]
+        assert restricted_violations(pod) == []
 
 
 def test_a_namespaced_operator_gets_roles_in_its_namespaces_only() -> None:

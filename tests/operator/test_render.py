@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,13 @@ from bounce_operator.render import (
     render_children,
     render_cronjob,
     render_deployment,
+    secret_fingerprint,
     service_url,
 )
 from bounce_operator.schedule import InvalidSchedule, cron_schedule
 from bounce_service.schema import validate_spec
 
+from .pods import pod_specs, restricted_violations
 from .schemas import schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +54,8 @@ def by_kind(children: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def pod_spec(child: dict[str, Any]) -> dict[str, Any]:
-    template = child["spec"]["jobTemplate"]["spec"]["template"] if child["kind"] == "CronJob" else child["spec"]["template"]
-    return template["spec"]
+    (pod,) = pod_specs(child)
+    return pod
 
 
 def mounted_secrets(child: dict[str, Any]) -> set[str]:
@@ -100,6 +103,13 @@ def test_the_schema_check_itself_refuses_unknown_fields() -> None:
     assert schema_errors(deployment) and schema_errors(monitor)
 
 
+def test_a_kind_without_a_schema_fails_the_check() -> None:
+    """kubernetes-validate skips what it has no schema for unless told otherwise; here that is a failure."""
+    (cronjob, *_) = by_kind(render_children(OWNER, full_spec(), {}, MONITORING))["CronJob"]
+    errors = schema_errors({**cronjob, "apiVersion": "batch/v1beta1"})  # gone since Kubernetes 1.25
+    assert len(errors) == 2 and all("no schema for CronJob batch/v1beta1" in e for e in errors), errors
+
+
 def test_every_child_is_owned_labelled_and_namespaced() -> None:
     for child in render_children(OWNER, full_spec(), {}, MONITORING):
         meta = child["metadata"]
@@ -117,14 +127,9 @@ def test_pods_are_locked_down() -> None:
     assert len(workloads) == 3
     for workload in workloads:
         pod = pod_spec(workload)
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod["automountServiceAccountToken"] is False
+        assert restricted_violations(pod) == []
+        assert pod["automountServiceAccountToken"] is False  # neither the service nor a scanner uses the API
         (container,) = pod["containers"]
-        assert container["securityContext"] == {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        }
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
         assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
 
@@ -142,12 +147,17 @@ def test_the_service_gets_probes_config_and_only_its_own_secrets() -> None:
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 150  # outlasts serve's 120 s database wait
     assert deployment["spec"]["replicas"] == 3
+    assert (container["image"], container["imagePullPolicy"]) == ("ghcr.io/bounce-operator/bounce-operator:0.1.0",
+                                                                   "IfNotPresent")
     assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     assert deployment["spec"]["template"]["metadata"]["annotations"] == {CHECKSUM_ANNOTATION: "c0ffee"}
     assert mounted_secrets(deployment) == {
         "bounce-db/url", "bounce-api/admin", "bounce-api/mailer", "bounce-providers/sendgrid-key",
         "bounce-providers/postmark-password", "bounce-providers/mailgun-signing-key",
     }
+    spec["service"].update(image="registry.example.com/bounce@sha256:" + "0" * 64, imagePullPolicy="Always")
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert (container["image"], container["imagePullPolicy"]) == (spec["service"]["image"], "Always")
 
 
 def test_each_scanner_runs_its_mailbox_on_schedule_with_its_own_password() -> None:
@@ -176,6 +186,29 @@ def test_secret_refs_skip_disabled_providers() -> None:
                                                             SecretKey("bounce-mailboxes", "imap")}
 
 
+@pytest.mark.parametrize(("written", "stored"), [
+    ("0.5", "500m"), ("1000m", "1"), (2, "2"), ("2.5", "2500m"), ("250m", "250m"), ("1000", "1k"), ("1e3", "1e3"),
+    ("1.5Gi", "1536Mi"), ("1024Ki", "1Mi"), ("0.5Ki", "512"), ("0.1Gi", "107374182400m"), ("128974848", "128974848"),
+    ("100.0m", "100m"), ("0.1n", "1n"), ("0", "0"),
+])
+def test_resources_are_written_as_the_api_server_stores_them(written: Any, stored: str) -> None:
+    """Otherwise the stored Deployment never matches what the operator wants, and it patches it forever."""
+    spec = full_spec()
+    spec["service"]["resources"] = {"limits": {"cpu": written}}
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert container["resources"] == {"limits": {"cpu": stored}}
+
+
+def test_empty_resource_maps_are_left_out() -> None:
+    spec = full_spec()
+    spec["service"]["resources"] = {"limits": {}, "requests": {"memory": "64Mi"}}
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert container["resources"] == {"requests": {"memory": "64Mi"}}
+    spec["service"]["resources"] = {"limits": {}}
+    (container,) = pod_spec(render_deployment(OWNER, spec, "c0ffee"))["containers"]
+    assert "resources" not in container
+
+
 def test_a_minimal_spec_mounts_only_the_database_url() -> None:
     assert mounted_secrets(render_deployment(OWNER, minimal_spec(), "c0ffee")) == {"db/url"}
 
@@ -195,6 +228,29 @@ def test_checksum_follows_config_and_secret_values() -> None:
     assert base != checksum(config, {SecretKey("db", "url"): "postgresql://b"})
     assert base != checksum(config, {SecretKey("db", "url"): None})
     assert base != checksum(config + "#", {SecretKey("db", "url"): "postgresql://a"})
+
+
+def test_the_service_rolls_for_its_own_secrets_only() -> None:
+    spec = full_spec()
+
+    def annotation(**changed: str | None) -> str:
+        secrets = {key: "v1" for key in all_refs(spec)}
+        secrets.update({SecretKey(*name.split("__")): value for name, value in changed.items()})
+        (deployment,) = by_kind(render_children(OWNER, spec, secrets, frozenset()))["Deployment"]
+        return deployment["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION]
+
+    assert annotation() == annotation()
+    assert annotation(**{"bounce-db__url": "v2"}) != annotation()
+    assert annotation(**{"bounce-api__mailer": None}) != annotation()
+    assert annotation(**{"bounce-mailboxes__pop3": "v2"}) == annotation()  # scanners read it on each run
+
+
+def test_secret_fingerprints_change_with_the_value_and_hide_it() -> None:
+    assert secret_fingerprint("uid-1", "cGFzcw==") == secret_fingerprint("uid-1", "cGFzcw==")
+    assert secret_fingerprint("uid-1", "cGFzcw==") != secret_fingerprint("uid-1", "cGFzcx==")
+    # Without the Secret's uid nobody can check a guessed value against the annotation.
+    assert secret_fingerprint("uid-1", "cGFzcw==") != secret_fingerprint("uid-2", "cGFzcw==")
+    assert secret_fingerprint("", "cGFzcw==") != hashlib.sha256(b"cGFzcw==").hexdigest()
 
 
 def test_config_map_holds_the_defaulted_spec_the_service_loads() -> None:

@@ -24,6 +24,7 @@ async def test_a_restarted_operator_resumes_without_redoing_work(api: Api, clust
     await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "changed",
                     {"spec": {"service": {"replicas": 4}}})
     mark = api.request_count()
+    steady_events = [e for e in api.events(namespace) if e[2] == "steady"]
     second = await Operator(cluster, tmp_path, "--namespace", namespace).start()
     try:
         await wait_ready(api, namespace, "changed", generation=2)
@@ -33,6 +34,7 @@ async def test_a_restarted_operator_resumes_without_redoing_work(api: Api, clust
         writes = api.writes(since=mark)
         assert not [w for w in writes if "/steady" in w or "steady-" in w], writes
         assert f"PATCH /apis/apps/v1/namespaces/{namespace}/deployments/changed" in writes
+        assert [e for e in api.events(namespace) if e[2] == "steady"] == steady_events  # nothing done, nothing said
     finally:
         await second.stop()
     assert "Traceback" not in first.log() + second.log()

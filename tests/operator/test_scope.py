@@ -7,10 +7,11 @@ from typing import AsyncIterator
 
 import kmock
 import pytest
+from bounce_operator.manifests import operator_manifests
 
-from .cluster import BUILTIN, Cluster
-from .conftest import Api, Operator, bounceconfig, create_secrets
-from .test_e2e import child, wait_ready
+from .cluster import BUILTIN, MONITORING, Cluster
+from .conftest import Api, Operator, bounceconfig, create_secrets, eventually
+from .test_e2e import allowed_by, child, operator_requests, rbac_request, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +38,30 @@ async def test_namespaced_operator_serves_only_its_namespaces(api: Api, cluster:
         await operator.stop()
     log = operator.log()
     assert "Traceback" not in log and "Not enough permissions" not in log
+
+    # What a Role in each served namespace allows, and nothing cluster-wide but discovery.
+    (role, *_) = [m for m in operator_manifests(watch_namespaces=["team-a"]) if m["kind"] == "Role"]
+    requests = operator_requests(cluster)
+    made = {rbac_request(r) for r in requests} - {None}
+    assert len(made) > 5 and made <= allowed_by(role), made - allowed_by(role)
+    outside = {f"{r.method.value} {r.url.path}" for r in requests
+               if rbac_request(r) is not None and r.namespace not in ("team-a", "team-b")}
+    assert outside == set()
+
+
+async def test_monitoring_crds_installed_later_are_used_at_the_next_resync(api: Api, cluster: Cluster,
+                                                                          tmp_path: Path) -> None:
+    operator = await Operator(cluster, tmp_path, "--namespace", "team-c", "--resync-interval", "0.5").start()
+    try:
+        await create_secrets(api, "team-c")
+        await api.create(bounceconfig("mail", "team-c"))
+        await wait_ready(api, "team-c", "mail")
+        assert await child(api, "monitoring.coreos.com/v1", "ServiceMonitor", "team-c", "mail") is None
+
+        cluster.serve(MONITORING)  # the Prometheus operator's CRDs arrive
+        for kind in ("ServiceMonitor", "PrometheusRule"):
+            await eventually(lambda: child(api, "monitoring.coreos.com/v1", kind, "team-c", "mail"),
+                             what=f"a {kind} once the CRD exists")
+    finally:
+        await operator.stop()
+    assert "Traceback" not in operator.log()

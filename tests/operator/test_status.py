@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from bounce_operator.reconcile import is_subset
-from bounce_operator.status import Problem, build_status, deployment_progress
+from bounce_operator.status import Problem, build_status, deployment_progress, scan_times
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
@@ -13,7 +12,7 @@ T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
 
 def status(previous: dict | None = None, now: datetime = T0, **kwargs) -> dict:
     arguments = {"generation": 3, "problems": [], "available": True, "progress": "2/2 replicas available",
-                 "url": "http://mail.ns.svc", "schedules": {"returns": "*/15 * * * *"}, **kwargs}
+                 "url": "http://mail.ns.svc", "schedules": {"returns": "*/15 * * * *"}, "scans": {}, **kwargs}
     return build_status(previous=previous or {}, now=now, **arguments)
 
 
@@ -48,10 +47,17 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
     assert status(first, now=T1) == first  # nothing changed: nothing to write
 
 
-def test_scan_results_are_kept_for_mailboxes_that_remain() -> None:
-    previous = {"mailboxes": [{"name": "returns", "schedule": "0 * * * *", "lastScanResult": "ok"},
-                              {"name": "gone", "schedule": "0 * * * *", "lastScanResult": "ok"}]}
-    assert status(previous)["mailboxes"] == [{"name": "returns", "schedule": "*/15 * * * *", "lastScanResult": "ok"}]
+def test_scan_times_come_from_the_cronjobs_and_are_kept_for_mailboxes_that_remain() -> None:
+    scanned = {"schedule": "0 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}
+    previous = {"mailboxes": [{"name": "returns", **scanned}, {"name": "gone", **scanned}]}
+    assert status(previous)["mailboxes"] == [
+        {"name": "returns", "schedule": "*/15 * * * *", "lastSuccessfulTime": "2026-01-01T00:00:00Z"}]
+    cronjob = {"status": {"lastScheduleTime": "2026-01-02T00:15:00Z", "lastSuccessfulTime": "2026-01-02T00:15:09Z",
+                          "active": []}}
+    assert status(previous, scans={"returns": scan_times(cronjob)})["mailboxes"] == [
+        {"name": "returns", "schedule": "*/15 * * * *", "lastScheduleTime": "2026-01-02T00:15:00Z",
+         "lastSuccessfulTime": "2026-01-02T00:15:09Z"}]
+    assert scan_times({"spec": {}}) == {}  # never run yet
 
 
 def test_deployment_progress() -> None:
@@ -64,11 +70,3 @@ def test_deployment_progress() -> None:
     assert deployment_progress(deployment(2, 2, 3, 3, 1)) == (False, "1/3 replicas updated and available")
     assert deployment_progress(deployment(2, 2, 3, 3, 3)) == (True, "3/3 replicas available")
     assert deployment_progress(deployment(1, 1, 0, 0, 0)) == (True, "0/0 replicas available")
-
-
-def test_is_subset_accepts_server_defaults_and_catches_edits() -> None:
-    desired = {"spec": {"replicas": 2, "ports": [{"port": 80}]}}
-    assert is_subset(desired, {"spec": {"replicas": 2, "ports": [{"port": 80, "protocol": "TCP"}]}, "status": {}})
-    assert not is_subset(desired, {"spec": {"replicas": 3, "ports": [{"port": 80}]}})
-    assert not is_subset(desired, {"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}})
-    assert not is_subset(desired, {"spec": {"replicas": 2}})
