@@ -10,7 +10,7 @@ import time
 import psycopg
 
 from bounce_service.migrate import MIGRATION_LOCK_ID, migrate, migration_files
-from tests.conftest import ROOT, create_database
+from tests.conftest import ROOT
 from tests.serving import service_env
 
 EXPECTED_TABLES = {"subscribers", "lists", "subscriber_lists", "campaigns", "bounces", "mailbox_scans", "schema_migrations"}
@@ -22,8 +22,8 @@ def tables(url: str) -> set[str]:
     return {row[0] for row in rows}
 
 
-async def test_empty_database_upgrades_to_head(postgres_server):
-    url = create_database(postgres_server)
+async def test_empty_database_upgrades_to_head(empty_database):
+    url = empty_database
     assert tables(url) == set()
     applied = await migrate(url)
     assert applied == [version for version, _ in migration_files()]
@@ -31,8 +31,8 @@ async def test_empty_database_upgrades_to_head(postgres_server):
     assert await migrate(url) == []  # a second run has nothing to do
 
 
-async def test_concurrent_migrations_apply_each_file_once(postgres_server):
-    url = create_database(postgres_server)
+async def test_concurrent_migrations_apply_each_file_once(empty_database):
+    url = empty_database
     results = await asyncio.gather(*(migrate(url) for _ in range(4)))
     assert sorted(len(r) for r in results) == [0, 0, 0, len(migration_files())]
     with psycopg.connect(url) as conn:
@@ -40,9 +40,9 @@ async def test_concurrent_migrations_apply_each_file_once(postgres_server):
     assert [v[0] for v in versions] == [version for version, _ in migration_files()]
 
 
-def test_two_migrate_commands_racing_on_an_empty_database(postgres_server):
+def test_two_migrate_commands_racing_on_an_empty_database(empty_database):
     """Two `bounce-service migrate` processes, both made to wait on the lock and then let go at once."""
-    url = create_database(postgres_server)
+    url = empty_database
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
         processes = [
