@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-from .access_log import log_config
 from .config import ConfigError, ServiceConfig, load_config
+from .log_config import SERVICE_FORMAT, log_config
 from .migrate import migrate
 from .providers import build_providers
 from .secrets import SecretSource
@@ -62,7 +62,7 @@ def _serve(config_path: str, secrets_dir: str | None, host: str, port: int, work
         port=port,
         workers=workers,
         log_level=log_level,
-        log_config=log_config(),
+        log_config=log_config(log_level),
         proxy_headers=True,
         server_header=False,
     )
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=SERVICE_FORMAT)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -126,10 +126,14 @@ def test_no_secret_in_what_the_real_service_prints(tmp_path, database_url, db):
                     client.get("/api/bounces", headers=headers, params={"email": TOKENS["viewer"]})
                 client.post("/webhooks/service/postmark", headers={"Authorization": credentials()[2]["Authorization"]},
                             json={"RecordType": "Bounce"})
+                # Logged by the service in the worker that takes it (a NUL cannot be stored: 400).
+                assert client.post("/webhooks/bounce", headers=credentials()[1],
+                                   json={"email": "nul@example.com", "type": "hard", "source": "a\u0000b"}).status_code == 400
             metrics = client.get("/metrics").text
         code, _ = stop(process)
     assert code == 0
     printed = output.read_text()
     assert "POST /webhooks/service/azure?code=*** HTTP/1.1" in printed  # the access log was captured
+    assert "INFO bounce_service.app: refused unstorable value on POST /webhooks/bounce" in printed  # and the workers' logs
     for secret in secret_values():
         assert secret not in printed and secret not in metrics
