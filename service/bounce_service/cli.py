@@ -119,16 +119,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
             data_dir = Path(args.data_dir).absolute()
         else:
             data_dir = throwaway = Path(tempfile.mkdtemp(prefix="bounce-dev-"))
-        server = EmbeddedPostgres(data_dir / "pgdata").start()
-        os.environ["DATABASE_URL"] = server.url
-        log.info("embedded PostgreSQL running at %s (data in %s)", server.url, data_dir)
+        server = EmbeddedPostgres(data_dir / "pgdata")
     try:
+        if server is not None:
+            # Inside the try: a Ctrl-C while the server starts must not leave it running.
+            server.start()
+            os.environ["DATABASE_URL"] = server.url
+            log.info("embedded PostgreSQL running at %s (data in %s)", server.url, server.data_dir.parent)
         _wait_and_migrate(os.environ["DATABASE_URL"], args.database_timeout)
         _print_welcome(args, embedded=server is not None)
         _serve(args.config, args.secrets_dir, args.host, args.port, 1, "info")
     finally:
         if server is not None:
-            server.stop()
+            if server.running():
+                server.stop()
             if throwaway is not None:
                 shutil.rmtree(throwaway, ignore_errors=True)
             log.info("embedded PostgreSQL stopped%s", " and its temporary data removed" if throwaway else "")
