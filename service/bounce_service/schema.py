@@ -18,6 +18,8 @@ import celpy
 import jsonschema
 import yaml
 
+from .durations import parse_duration
+
 DURATION_PATTERN = "^([0-9]+(ms|s|m|h))+$"
 
 
@@ -143,6 +145,22 @@ def _cel_violations(schema: dict, value: Any, path: str) -> Iterator[SchemaViola
             yield from _cel_violations(schema["items"], item, f"{path}[{index}]")
 
 
+def _duration_violations(schema: dict, value: Any, path: str) -> Iterator[SchemaViolation]:
+    """Durations the pattern admits but no one could mean (`99999999999h`): refused here, not a crash later."""
+    if schema.get("pattern") == DURATION_PATTERN and isinstance(value, str):
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            yield SchemaViolation(path, str(exc))
+    elif isinstance(value, dict):
+        for name, prop in schema.get("properties", {}).items():
+            if name in value:
+                yield from _duration_violations(prop, value[name], f"{path}.{name}")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from _duration_violations(schema["items"], item, f"{path}[{index}]")
+
+
 def validate_spec(spec: Any, base: str = "spec") -> tuple[dict, list[SchemaViolation]]:
     """Return the defaulted spec and every violation found (structural first, then CEL)."""
     if not isinstance(spec, dict):
@@ -153,6 +171,8 @@ def validate_spec(spec: Any, base: str = "spec") -> tuple[dict, list[SchemaViola
         for error in sorted(_closed_validator().iter_errors(defaulted), key=lambda e: list(map(str, e.absolute_path)))
         for suffix, message in _describe(error)
     ]
+    if not violations:
+        violations = list(_duration_violations(spec_schema(), defaulted, base))
     if not violations:
         violations = list(_cel_violations(spec_schema(), defaulted, base))
     return defaulted, violations
