@@ -1,5 +1,8 @@
 """Deep, wide and huge JSON on every endpoint that reads a body: a 400 or a 413, never a 5xx, nothing
 written, and memory bounded by the body limit rather than by what the body describes.
+
+Mailgun stands for the providers whose signature travels inside the JSON, so that anyone may make the
+service parse a body (SES's SNS envelope is the other).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import pytest
 
 from bounce_service.http import MAX_CONTAINERS
 from tests.conftest import auth
+from tests.service.providers_helpers import write_secret
 
 LIMIT = 1024 * 1024  # the default spec.service.maxBodySize
 BODIES = ["/webhooks/bounce", "/api/subscribers", "/api/lists", "/api/campaigns", "/api/subscribers/import",
-          "/api/bounces/import"]
+          "/api/bounces/import", "/webhooks/service/mailgun"]
 TABLES = ("bounces", "subscribers", "lists", "campaigns")
 
 
@@ -41,6 +45,12 @@ DEEP_META = orjson.dumps({"email": "a@example.com", "type": "hard", "source": "x
                           "meta": fill(b"[", b"", b"]", LIMIT - 100).decode()})
 CASES = [(path, shape, HOSTILE[shape]) for path in BODIES for shape in HOSTILE] + [
     (path, "deep meta string", DEEP_META) for path in ("/webhooks/bounce", "/api/bounces/import")]
+
+
+@pytest.fixture
+async def client(make_client, secrets):
+    write_secret(secrets, "mailgun", "key", "hostile-json-signing-key")
+    return await make_client(webhooks={"mailgun": {"enabled": True, "secret": {"secretRef": {"name": "mailgun", "key": "key"}}}})
 
 
 def rows(db) -> dict[str, int]:
