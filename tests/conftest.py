@@ -63,22 +63,31 @@ def postgres_server() -> Iterator[str]:
         yield server.url
 
 
-def create_database(server_url: str) -> str:
+@contextmanager
+def own_database(server_url: str) -> Iterator[str]:
+    """An empty database of our own on the server, dropped afterwards (TEST_DATABASE_URL may be yours)."""
     name = f"bounce_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return with_database(server_url, name)
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database(postgres_server: str) -> Iterator[str]:
+    with own_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def database_url(postgres_server: str) -> Iterator[str]:
     """A migrated database of our own for the whole session (tables are emptied between tests)."""
-    url = create_database(postgres_server)
-    asyncio.run(migrate(url))
-    yield url
-    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database(postgres_server) as url:
+        asyncio.run(migrate(url))
+        yield url
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -17,11 +19,12 @@ from bounce_service.devdb import free_port
 from .conftest import ROOT
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0) -> None:
+def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0, output: Path | None = None) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if process.poll() is not None:
-            raise AssertionError(f"exited early with {process.returncode}: {process.stderr.read()}")
+            printed = output.read_text() if output is not None else process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"exited early with {process.returncode}: {printed}")
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                 return
@@ -35,7 +38,7 @@ def stop(process: subprocess.Popen) -> tuple[int, str]:
     """Ctrl-C, as a person would; returns the exit status and what it printed to stderr."""
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    return process.returncode, stderr
+    return process.returncode, stderr or ""
 
 
 def service_env(**extra: str) -> dict[str, str]:
@@ -45,18 +48,27 @@ def service_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(database_url: str, *, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`bounce-service serve` with the example config and development secrets, ready for requests."""
+def serve(database_url: str, *, workers: int = 1, config: Path = ROOT / "examples/bounceconfig.yaml",
+          secrets_dir: Path = ROOT / "examples/secrets", output: Path | None = None,
+          ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`bounce-service serve` (by default with the example config and development secrets), ready for requests.
+
+    Everything it prints (logs on stderr, the access log on stdout) goes to `output`, a file: a pipe nobody
+    reads while the test runs would fill up and stall the service mid-test.
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bounce_service", "serve", "--config", str(ROOT / "examples/bounceconfig.yaml"),
-         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), "--workers", str(workers)],
-        env=service_env(DATABASE_URL=database_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            stop(process)
+    with tempfile.TemporaryDirectory() as scratch:
+        output = output or Path(scratch) / "serve.log"
+        with output.open("w") as printed:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bounce_service", "serve", "--config", str(config),
+                 "--secrets-dir", str(secrets_dir), "--port", str(port), "--workers", str(workers)],
+                env=service_env(DATABASE_URL=database_url), stdout=printed, stderr=subprocess.STDOUT, text=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(url, process, output=output)
+            yield url, process
+        finally:
+            if process.poll() is None:
+                stop(process)

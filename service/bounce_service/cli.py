@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import psycopg
 
 from .config import ConfigError, ServiceConfig, load_config
+from .log_config import SERVICE_FORMAT, log_config
 from .migrate import migrate
 from .providers import build_providers
 from .secrets import SecretSource
@@ -60,6 +62,7 @@ def _serve(config_path: str, secrets_dir: str | None, host: str, port: int, work
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
         proxy_headers=True,
         server_header=False,
     )
@@ -108,29 +111,40 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # Refuse a bad config before starting anything; the embedded server will provide the database URL.
     _load(args, environ={"DATABASE_URL": "postgresql://embedded", **os.environ})
     server = None
+    throwaway: Path | None = None
     if not os.environ.get("DATABASE_URL"):
         from .devdb import EmbeddedPostgres
 
-        data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="bounce-dev-")).absolute()
-        server = EmbeddedPostgres(data_dir / "pgdata").start()
-        os.environ["DATABASE_URL"] = server.url
-        log.info("embedded PostgreSQL running at %s (data in %s)", server.url, data_dir)
+        if args.data_dir:
+            data_dir = Path(args.data_dir).absolute()
+        else:
+            data_dir = throwaway = Path(tempfile.mkdtemp(prefix="bounce-dev-"))
+        server = EmbeddedPostgres(data_dir / "pgdata")
     try:
+        if server is not None:
+            # Inside the try: a Ctrl-C while the server starts must not leave it running.
+            server.start()
+            os.environ["DATABASE_URL"] = server.url
+            log.info("embedded PostgreSQL running at %s (data in %s)", server.url, server.data_dir.parent)
         _wait_and_migrate(os.environ["DATABASE_URL"], args.database_timeout)
-        _print_welcome(args)
+        _print_welcome(args, embedded=server is not None)
         _serve(args.config, args.secrets_dir, args.host, args.port, 1, "info")
     finally:
         if server is not None:
-            server.stop()
-            log.info("embedded PostgreSQL stopped")
+            if server.running():
+                server.stop()
+            if throwaway is not None:
+                shutil.rmtree(throwaway, ignore_errors=True)
+            log.info("embedded PostgreSQL stopped%s", " and its temporary data removed" if throwaway else "")
     return 0
 
 
-def _print_welcome(args: argparse.Namespace) -> None:
+def _print_welcome(args: argparse.Namespace, *, embedded: bool) -> None:
     config = _load(args)
     url = f"http://{args.host}:{args.port}"
     user = next((u for u in config.users.values() if "webhooks:post_bounce" in u.permissions), None)
-    print(f"\n  bounce-service is starting on {url}  (Ctrl-C stops it and the database)\n", file=sys.stderr)
+    stops = "it and the database" if embedded else "it (your DATABASE_URL server keeps running)"
+    print(f"\n  bounce-service is starting on {url}  (Ctrl-C stops {stops})\n", file=sys.stderr)
     if user is not None:
         credentials = f"{user.name}:{user.token.reveal()}"  # development secrets from examples/secrets
         print("  Record a bounce:\n"
@@ -171,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=SERVICE_FORMAT)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

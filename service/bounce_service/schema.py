@@ -18,6 +18,8 @@ import celpy
 import jsonschema
 import yaml
 
+from .durations import parse_duration
+
 DURATION_PATTERN = "^([0-9]+(ms|s|m|h))+$"
 
 
@@ -125,22 +127,38 @@ def _cel_programs() -> dict[str, Any]:
     return programs
 
 
-def _cel_violations(schema: dict, value: Any, path: str) -> Iterator[SchemaViolation]:
-    """Evaluate the CRD's `x-kubernetes-validations` rules where the API server would."""
-    for rule in schema.get("x-kubernetes-validations", []):
-        try:
-            ok = bool(_cel_programs()[rule["rule"]].evaluate({"self": celpy.json_to_cel(value)}))
-        except Exception:  # noqa: BLE001 - a rule that cannot evaluate rejects, as in the API server
-            ok = False
-        if not ok:
-            yield SchemaViolation(path + rule.get("fieldPath", ""), rule.get("message", f"failed rule {rule['rule']}"))
+def _nodes(schema: dict, value: Any, path: str) -> Iterator[tuple[dict, Any, str]]:
+    """Every (schema, value, path) of the document, parents first: where the API server applies rules."""
+    yield schema, value, path
     if isinstance(value, dict):
         for name, prop in schema.get("properties", {}).items():
             if name in value:
-                yield from _cel_violations(prop, value[name], f"{path}.{name}")
+                yield from _nodes(prop, value[name], f"{path}.{name}")
     elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
-            yield from _cel_violations(schema["items"], item, f"{path}[{index}]")
+            yield from _nodes(schema["items"], item, f"{path}[{index}]")
+
+
+def _cel_violations(spec: dict, base: str) -> Iterator[SchemaViolation]:
+    """Evaluate the CRD's `x-kubernetes-validations` rules where the API server would."""
+    for schema, value, path in _nodes(spec_schema(), spec, base):
+        for rule in schema.get("x-kubernetes-validations", []):
+            try:
+                ok = bool(_cel_programs()[rule["rule"]].evaluate({"self": celpy.json_to_cel(value)}))
+            except Exception:  # noqa: BLE001 - a rule that cannot evaluate rejects, as in the API server
+                ok = False
+            if not ok:
+                yield SchemaViolation(path + rule.get("fieldPath", ""), rule.get("message", f"failed rule {rule['rule']}"))
+
+
+def _duration_violations(spec: dict, base: str) -> Iterator[SchemaViolation]:
+    """Durations the pattern admits but no one could mean (`99999999999h`): refused here, not a crash later."""
+    for schema, value, path in _nodes(spec_schema(), spec, base):
+        if schema.get("pattern") == DURATION_PATTERN and isinstance(value, str):
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                yield SchemaViolation(path, str(exc))
 
 
 def validate_spec(spec: Any, base: str = "spec") -> tuple[dict, list[SchemaViolation]]:
@@ -154,5 +172,7 @@ def validate_spec(spec: Any, base: str = "spec") -> tuple[dict, list[SchemaViola
         for suffix, message in _describe(error)
     ]
     if not violations:
-        violations = list(_cel_violations(spec_schema(), defaulted, base))
+        violations = list(_duration_violations(defaulted, base))
+    if not violations:
+        violations = list(_cel_violations(defaulted, base))
     return defaulted, violations

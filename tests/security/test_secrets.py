@@ -11,11 +11,14 @@ import logging
 
 import httpx
 import psycopg
+import yaml
 
 from bounce_service.app import ROUTES, create_app
 from bounce_service.config import build_config
 from bounce_service.openapi import documented_routes
+from bounce_service.secrets import SecretSource
 from tests.conftest import TOKENS, make_spec, write_secrets
+from tests.serving import serve, stop
 
 PROVIDER_SECRETS = {
     ("mailgun", "secret"): "mailgun-SECRET-5f1e",
@@ -33,7 +36,8 @@ def secret_values() -> list[str]:
     return values + [base64.b64encode(f"admin:{TOKENS['admin']}".encode()).decode()]
 
 
-def build_app(tmp_path, database_url: str):
+def secrets_and_spec(tmp_path) -> tuple[SecretSource, dict]:
+    """API users and every secret-bearing provider enabled, each secret a file under tmp_path/secrets."""
     secrets = write_secrets(tmp_path / "secrets")
     webhooks = {}
     for (provider, key), value in PROVIDER_SECRETS.items():
@@ -43,9 +47,17 @@ def build_app(tmp_path, database_url: str):
         section = webhooks.setdefault(provider, {"enabled": True})
         section[key] = {"secretRef": {"name": provider, "key": key}}
     webhooks["postmark"]["username"] = "postmark"
+    return secrets, make_spec(webhooks=webhooks)
+
+
+def with_password(database_url: str) -> str:
     # Trust authentication ignores the password, so a URL carrying one still connects.
-    url = psycopg.conninfo.make_conninfo(database_url, password=DB_PASSWORD)
-    return create_app(build_config(make_spec(webhooks=webhooks), secrets=secrets, environ={"DATABASE_URL": url}))
+    return psycopg.conninfo.make_conninfo(database_url, password=DB_PASSWORD)
+
+
+def build_app(tmp_path, database_url: str):
+    secrets, spec = secrets_and_spec(tmp_path)
+    return create_app(build_config(spec, secrets=secrets, environ={"DATABASE_URL": with_password(database_url)}))
 
 
 def credentials() -> list[dict[str, str]]:
@@ -92,3 +104,36 @@ async def test_no_secret_in_logs_bodies_headers_or_metrics(tmp_path, database_ur
     emitted = "\n".join(seen) + caplog.text
     for secret in secret_values():
         assert secret not in emitted
+
+
+def test_no_secret_in_what_the_real_service_prints(tmp_path, database_url, db):
+    """`bounce-service serve` with two workers, its logs and access log captured: a secret that travels in a
+    URL (Azure's `?code=`), in headers or in a body must not come out, whichever worker took the request."""
+    secrets, spec = secrets_and_spec(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    azure_code = PROVIDER_SECRETS[("azure", "secret")]
+    output = tmp_path / "serve.log"
+    with serve(with_password(database_url), workers=2, config=config, secrets_dir=secrets.directory,
+               output=output) as (url, process):
+        with httpx.Client(base_url=url, headers={"Connection": "close"}) as client:  # spread over both workers
+            for _ in range(4):
+                assert client.post("/webhooks/service/azure", params={"code": azure_code}, content=b"[]").status_code == 200
+                assert client.post("/webhooks/service/azure", params={"code": "wrong"}, content=b"[]").status_code == 401
+                for headers in credentials():
+                    client.post("/webhooks/bounce", headers=headers,
+                                json={"email": "leak@example.com", "type": "hard", "source": "leak-test"})
+                    client.get("/api/bounces", headers=headers, params={"email": TOKENS["viewer"]})
+                client.post("/webhooks/service/postmark", headers={"Authorization": credentials()[2]["Authorization"]},
+                            json={"RecordType": "Bounce"})
+                # Logged by the service in the worker that takes it (a NUL cannot be stored: 400).
+                assert client.post("/webhooks/bounce", headers=credentials()[1],
+                                   json={"email": "nul@example.com", "type": "hard", "source": "a\u0000b"}).status_code == 400
+            metrics = client.get("/metrics").text
+        code, _ = stop(process)
+    assert code == 0
+    printed = output.read_text()
+    assert "POST /webhooks/service/azure?code=*** HTTP/1.1" in printed  # the access log was captured
+    assert "INFO bounce_service.app: refused unstorable value on POST /webhooks/bounce" in printed  # and the workers' logs
+    for secret in secret_values():
+        assert secret not in printed and secret not in metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from starlette.routing import Route
 
 from bounce_service.app import ROUTES
 from bounce_service.openapi import documented_routes
@@ -16,6 +17,15 @@ SECURED = [(m, p, perm) for m, p, perm in documented_routes(ROUTES) if p not in 
 
 def concrete(path: str) -> str:
     return path.replace("{id}", "1")
+
+
+async def test_the_running_app_has_exactly_these_routes_and_guards_every_api_one(client):
+    """The parametrised tests below walk ROUTES; this ties them to what the app really serves."""
+    assert all(isinstance(route, Route) for route in client.app.routes)  # no Mount whose routes go unchecked
+    served = documented_routes(client.app.routes)
+    assert served == documented_routes(ROUTES)
+    guarded = [(m, p) for m, p, permission in served if permission is not None]
+    assert {(m, p) for m, p, _ in served if p.startswith("/api/") or p == "/webhooks/bounce"} == set(guarded)
 
 
 def test_every_non_public_route_declares_a_permission():

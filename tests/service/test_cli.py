@@ -67,3 +67,41 @@ def test_dev_starts_embedded_postgres_prints_a_working_curl_and_stops_everything
         psycopg.connect(server_url, connect_timeout=2)
     assert Path(data_dir / "pgdata" / "PG_VERSION").exists()
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def dev(*extra: str, **env: str) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bounce_service", "dev", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+         "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port), *extra],
+        env=service_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    return f"http://127.0.0.1:{port}", process
+
+
+def test_dev_without_a_data_dir_leaves_no_database_behind():
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("the embedded server is what this test is about")
+    url, process = dev()
+    try:
+        wait_until_ready(url, process)
+    finally:
+        code, stderr = stop(process)
+    assert code == 0
+    data_dir = Path(re.search(r"embedded PostgreSQL running at \S+ \(data in (\S+)\)", stderr).group(1))
+    assert "embedded PostgreSQL stopped and its temporary data removed" in stderr
+    assert not data_dir.exists()
+
+
+def test_dev_with_database_url_uses_that_database_and_leaves_it_running(database_url, db):
+    url, process = dev(DATABASE_URL=database_url)
+    try:
+        wait_until_ready(url, process)
+        response = httpx.post(url + "/webhooks/bounce", auth=("mailer", "dev-mailer-token"),
+                              json={"email": "dev@example.com", "type": "soft", "source": "dev-test"})
+        assert response.json() == {"data": True}
+    finally:
+        code, stderr = stop(process)
+    assert code == 0
+    assert "embedded PostgreSQL" not in stderr and "your DATABASE_URL server keeps running" in stderr
+    assert db.execute("SELECT email FROM bounces").fetchall() == [{"email": "dev@example.com"}]  # still reachable

@@ -75,6 +75,11 @@ def test_defaults_follow_the_crd(secrets):
                         {"name": "box", "host": "h", "scanInterval": "5m", "auth": "none"}]},
          "spec.mailboxes: mailbox names must be unique"),
         ({"service": {"maxBodySize": 10}}, "spec.service.maxBodySize: must be >= 1024"),
+        # The pattern admits any number of hours; Go (and so the API server's CEL) stops at ~292 years.
+        ({"actions": {"soft": {"count": 2, "action": "none", "window": "99999999999999h"}}},
+         "spec.actions.soft.window: must be at most 2562047h (the longest Go duration)"),
+        ({"service": {"groupCommit": {"maxWait": "2562048h"}}},
+         "spec.service.groupCommit.maxWait: must be at most 2562047h (the longest Go duration)"),
     ],
 )
 def test_invalid_spec_names_field_and_rule(spec, expected, secrets):
