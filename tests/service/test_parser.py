@@ -181,6 +181,58 @@ def test_dead_addresses_are_hard(status: str, diagnostic: str):
     assert only(dsn(status=status, diagnostic=diagnostic)).type == "hard"
 
 
+@pytest.mark.parametrize(
+    "status, diagnostic, kind",
+    [
+        # Said to DATA, "user unknown" is a content filter's wording; said to RCPT TO it is the verdict.
+        ("5.0.0", "smtp; 550 Unknown user kijitora@example.jp (in reply to end of DATA command)", "soft"),
+        ("5.0.0", "smtp; 550 Unknown user kijitora@example.jp (in reply to RCPT TO command)", "hard"),
+        # An X.1.1 status code is the server's own verdict, whatever the command.
+        ("5.1.1", "smtp; 550 5.1.1 Unknown user kijitora@example.jp (in reply to end of DATA command)", "hard"),
+        # X.2.x says the mailbox exists (RFC 3463); only a refused RCPT TO outweighs it.
+        ("5.2.1", "smtp; 550 5.2.1 <kijitora@example.jp>... User Unknown", "soft"),
+        ("5.2.1", "smtp; 550 5.2.1 <kijitora@example.jp>... User Unknown (in reply to RCPT TO command)", "hard"),
+    ],
+    ids=["data", "rcpt", "5.1.1-at-data", "5.2.1", "5.2.1-at-rcpt"],
+)
+def test_unknown_user_wording_counts_as_dead_only_where_the_smtp_dialogue_says_so(status, diagnostic, kind):
+    assert only(dsn(status=status, diagnostic=diagnostic)).type == kind
+
+
+def test_a_transcript_shows_which_command_the_server_refused():
+    def sendmail(command: str) -> bytes:
+        return (
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\r\n"
+            "Subject: Returned mail: see transcript for details\r\n"
+            "\r\n"
+            "   ----- The following addresses had permanent fatal errors -----\r\n"
+            "<kijitora@example.jp>\r\n"
+            "\r\n"
+            "   ----- Transcript of session follows -----\r\n"
+            "... while talking to mx.example.jp.:\r\n"
+            f">>> {command}\r\n"
+            "<<< 550 Unknown user kijitora@example.jp\r\n"
+        ).encode()
+
+    assert only(sendmail("DATA")).type == "soft"
+    assert only(sendmail("RCPT To:<kijitora@example.jp>")).type == "hard"
+
+
+def test_an_address_as_the_display_name_of_another_is_not_the_recipient():
+    raw = (
+        "From: Mail Delivery System <mailer-daemon@mx.example.org>\r\n"
+        "Subject: Mail failure - malformed recipient address\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "\r\n"
+        "A message that you sent contained one or more recipient addresses that were\r\n"
+        "incorrectly constructed:\r\n"
+        "\r\n"
+        "  kijitora@example.com <neko@example.net>: malformed address: <neko@example.net> may not follow"
+        " kijitora@example.com\r\n"
+    ).encode()
+    assert [b.email for b in parse_bounce(raw)] == ["neko@example.net"]
+
+
 def test_delayed_dsn_is_a_soft_bounce():
     bounce = only(dsn(action="delayed", status="4.4.7", diagnostic="smtp; 421 4.4.7 Message delayed"))
     assert bounce.type == "soft"

@@ -45,7 +45,7 @@ _SOFT_FIRST = re.compile(
     | message\s+(?:is\s+)?too\s+(?:big|large) | size\s+exceeds | length\s+exceeds | exceeds\s+limit
     # the sender, not the recipient, was refused
     | (?:after|in\s+reply\s+to)\s+mail\s+from
-    # KDDI/au answer "550 : User unknown" (no address) when the recipient's domain filter refuses us
+    # au (KDDI) answers "550 : User unknown" (no address) when the recipient's domain filter refuses us
     | \b550\s*:\s*(?::\s*)?user\s+unknown
     # mailing-list permission (Google Groups)
     | permission\s+to\s+post | not\s+have\s+permission
@@ -82,7 +82,9 @@ _HARD = re.compile(
     | no\s+longer\s+(?:on\s+server|valid|available|in\s+use|active) | inactive\s+e-?mail\s+address
     | unknown\s+user | user\s+unknown | (?:destinataire|utilisateur)\s+(?:invalide|inconnu)
     | not\s+a\s+valid\s+(?:user|recipient|mailbox) | is\s+not\s+a\s+known\s+user
-    | there\s+is\s+no\s+one\s+at\s+this\s+address | unrouteable\s+address | badrcptto | not\s+listed\s+in
+    | there\s+is\s+no\s+one\s+at\s+this\s+address | unrouteable\s+address | badrcptto
+    # Lotus Notes / Domino: "... not listed in Domino Directory", "... in public Name & Address Book"
+    | not\s+listed\s+in\s+(?:the\s+)?(?:domino|public\s+name|[\w&\s]{0,20}address\s+book|directory)
     | no\s+valid\s+recipients | does\s+not\s+like\s+recipient | no\s+longer\s+accepts\s+mail
     | (?:address|recipient|mailbox|user)[^.\n]{0,40}(?:couldn't|could\s+not|cannot|can't)\s+be\s+found
     # unknown domain / host
@@ -102,13 +104,19 @@ _HARD = re.compile(
     re.I | re.X,
 )
 
-# Dead-address status codes: bad mailbox, bad system, bad syntax, moved, null MX, not accepting.
+# Dead-address status codes (RFC 3463 X.1.x, RFC 7505 null MX): bad mailbox, bad system, bad syntax,
+# moved, null MX, not accepting. With one of these the "unknown user" words are the server's own verdict.
 _HARD_STATUS = frozenset({"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.3.2"})
 _REPLY_4XX = re.compile(r"(?:^|[\s;:(\[])4[0-9]{2}[\s-]")
-# A "user unknown" answer to DATA is a content filter (Japanese carriers, list servers), not a dead box.
-# (Only the MTAs' own "in reply to/after DATA" wording: a Sendmail transcript shows ">>> DATA" after
-# every RCPT TO, so a transcript line proves nothing.)
-_AT_DATA = re.compile(r"(?:in\s+reply\s+to|after)\s+(?:end\s+of\s+)?data\b", re.I)
+# The SMTP command a rejection answered, as MTAs word it: Postfix "(in reply to RCPT TO command)", Exim
+# "after RCPT TO:<...>" / "after end of data", qmail "does not like recipient", Postfix's RCPT restriction
+# "Recipient address rejected", a transcript's ">>> DATA" line followed by the server's "<<<" answer.
+_AT_RCPT = re.compile(
+    r"(?:in\s+reply\s+to|after)\s+rcpt\s+to\b|^>>>\s*rcpt\s+to\b.*\n<<<|does\s+not\s+like\s+recipient"
+    r"|recipient\s+address\s+rejected",
+    re.I | re.M,
+)
+_AT_DATA = re.compile(r"(?:in\s+reply\s+to|after)\s+(?:end\s+of\s+)?data\b|^>>>\s*data\s*\n<<<", re.I | re.M)
 
 
 def classify(status: str, texts: list[str], delayed: bool = False) -> str:
@@ -123,6 +131,8 @@ def classify(status: str, texts: list[str], delayed: bool = False) -> str:
         return "soft"
     for text in texts:
         verdict = _phrase_verdict(text)
+        if verdict == "hard":
+            return _dead_address_verdict(status, texts)
         if verdict:
             return verdict
     return "hard" if status in _HARD_STATUS else "soft"
@@ -132,7 +142,22 @@ def _phrase_verdict(text: str) -> str | None:
     if _SOFT_FIRST.search(text):
         return "soft"
     if _HARD.search(text):
-        return "soft" if _AT_DATA.search(text) else "hard"
+        return "hard"
     if _SOFT_LATE.search(text):
         return "soft"
     return None
+
+
+def _dead_address_verdict(status: str, texts: list[str]) -> str:
+    """An "unknown user" wording proves a dead address when the status code says so too, or when the
+    server said it to RCPT TO, the command that names the recipient. Said to DATA, it is a content
+    filter's wording (Japanese carriers answer "user unknown" to mail their users' filters refuse);
+    with an X.2.x status (RFC 3463: the mailbox exists, but is disabled, full or too small) and no sign
+    that RCPT TO was refused, the status code is believed."""
+    if status in _HARD_STATUS:
+        return "hard"
+    context = "\n".join(texts[:2])  # the recipient's own lines, not the other recipients' in the report
+    at_rcpt = _AT_RCPT.search(context) is not None
+    if not at_rcpt and (_AT_DATA.search(context) or status.startswith("5.2.")):
+        return "soft"
+    return "hard"
