@@ -149,6 +149,9 @@ def bombs() -> dict[tuple[str, str], bytes]:
         ("nested-message@example.org", "hard"): returning("nested-message@example.org", nested_messages(50_000)),
         ("encoded-words@example.org", "hard"): returning("encoded-words@example.org", b"Content-Type: text/plain\n\nx\n",
                                                          subject=ENCODED_WORDS),
+        # Undecodable encoded-words (bad base64, a charset with a NUL) in the report's own headers.
+        ("encoded-word-errors@example.org", "hard"): returning("encoded-word-errors@example.org", b"Content-Type: text/plain\n\nx\n",
+                                                               subject="=?utf-8?b?a?= =?us-\0ascii?q?x?="),
         # Its report text is past what the parser reads: no status, so the parser's default for that, soft.
         ("header-only@example.org", "soft"): failed_recipient_only("header-only@example.org", " ".join([ENCODED_WORDS] * 5)),
     }
@@ -167,6 +170,6 @@ async def test_mime_bombs_are_read_within_bounds_and_the_pass_goes_on(protocol, 
 
     counts = await scan(mailbox_config(protocol=protocol))
 
-    assert counts.status == 0 and (counts.fetched, counts.recorded, counts.skipped) == (8, 7, 1)
+    assert counts.status == 0 and (counts.fetched, counts.recorded, counts.skipped) == (9, 8, 1)
     assert bounce_rows(db) == sorted([*expected, ("alice@example.org", "hard")])
     assert mail_user.messages() == [NOT_A_BOUNCE]  # the bombs that are bounces went; the other one stays

@@ -452,14 +452,26 @@ HOSTILE = {
     "address-characters": b"From: MAILER-DAEMON@x.example\r\n\r\n" + b"a." * 1_000_000,
     "whitespace-runs": b"From: MAILER-DAEMON@x.example\r\n\r\nrecipient" + b" " * 1_000_000 + b"x",
     "json-garbage": b"From: x@example.org\r\n\r\n{\"notificationType\": \"Bounce\", \"bounce\": [" + b"[" * 10000,
+    "nul-in-charset": (
+        b"From: MAILER-DAEMON@mx.example.org\r\nContent-Type: text/plain; charset=\"us-\x00ascii\"\r\n\r\n"
+        b"550 5.1.1 <kijitora@example.jp>: User unknown \xe9\r\n"
+    ),
 }
 
 
 @pytest.mark.parametrize("raw", list(HOSTILE.values()), ids=list(HOSTILE))
-def test_never_raises_on_hostile_input(raw: bytes):
+def test_never_raises_on_hostile_input(raw: bytes, caplog):
     found = parse_bounce(raw)
     assert isinstance(found, list)
     assert all("@" in b.email for b in found)
+    # Each step copes on its own: the last-resort handler (which loses the message) never ran.
+    assert "bounce parser failed" not in caplog.text
+
+
+@pytest.mark.parametrize("subject", ["=?utf-8?b?a?=", "=?us-\xe4scii?q?x?="], ids=["bad-base64", "bad-charset"])
+def test_a_malformed_encoded_word_in_the_subject_does_not_hide_the_bounce(subject: str):
+    raw = dsn().replace(b"Subject: Undelivered Mail Returned to Sender", f"Subject: {subject}".encode("latin-1"))
+    assert only(raw).email == "kijitora@example.jp"
 
 
 def test_recipient_count_and_diagnostic_length_are_bounded():
