@@ -5,6 +5,9 @@ that accepts no mail at all. Everything else (full mailbox, policy, spam, reputa
 authentication, timeouts) is "soft" even with a permanent 5.x.x status, because the address may
 well work for the next message. Phrases are checked before status codes because servers routinely
 send 5.1.1 or 5.0.0 with a text that says something else.
+
+The patterns are written in lower case and matched against lower-cased text: with re.IGNORECASE these
+long alternations run four times slower, and they are most of the parser's own time.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ _SOFT_FIRST = re.compile(
     # mailing-list permission (Google Groups)
     | permission\s+to\s+post | not\s+have\s+permission
     """,
-    re.I | re.X,
+    re.X,
 )
 
 # Transient trouble: only decides when no dead-address phrase is present.
@@ -62,7 +65,7 @@ _SOFT_LATE = re.compile(
     | transaction\s+failed | disk\s+space | system\s+config | retry\s+timeout | name\s+service\s+error
     | establish\s+an\s+smtp\s+connection | in\s+the\s+queue\s+too\s+long | \bexpired\b
     """,
-    re.I | re.X,
+    re.X,
 )
 
 # The address itself is dead.
@@ -101,7 +104,7 @@ _HARD = re.compile(
     | has\s+been\s+replaced\s+by | has\s+moved | \bnull\s+mx\b | does\s+not\s+accept\s+mail
     | doesn't\s+receive\s+email | not\s+accepting\s+(?:network\s+)?messages
     """,
-    re.I | re.X,
+    re.X,
 )
 
 # Dead-address status codes (RFC 3463 X.1.x, RFC 7505 null MX): bad mailbox, bad system, bad syntax,
@@ -114,9 +117,9 @@ _REPLY_4XX = re.compile(r"(?:^|[\s;:(\[])4[0-9]{2}[\s-]")
 _AT_RCPT = re.compile(
     r"(?:in\s+reply\s+to|after)\s+rcpt\s+to\b|^>>>\s*rcpt\s+to\b.*\n<<<|does\s+not\s+like\s+recipient"
     r"|recipient\s+address\s+rejected",
-    re.I | re.M,
+    re.M,
 )
-_AT_DATA = re.compile(r"(?:in\s+reply\s+to|after)\s+(?:end\s+of\s+)?data\b|^>>>\s*data\s*\n<<<", re.I | re.M)
+_AT_DATA = re.compile(r"(?:in\s+reply\s+to|after)\s+(?:end\s+of\s+)?data\b|^>>>\s*data\s*\n<<<", re.M)
 
 
 def classify(status: str, texts: list[str], delayed: bool = False) -> str:
@@ -125,7 +128,7 @@ def classify(status: str, texts: list[str], delayed: bool = False) -> str:
     ``texts`` go from most to least specific (the DSN Diagnostic-Code, the recipient's paragraph,
     the whole report); the first one with a recognised phrase decides, the status code otherwise.
     """
-    texts = [t for t in texts if t]
+    texts = [t.lower() for t in texts if t]
     status = status or next((s for s in map(find_status, texts) if s), "")
     if delayed or status.startswith("4.") or (not status and texts and _REPLY_4XX.search(texts[0])):
         return "soft"
