@@ -63,7 +63,8 @@ def parse_bounce(raw: bytes) -> list[ParsedBounce]:
     Never raises: the mailbox poller feeds it whatever arrives.
     """
     try:
-        return _parse(bytes(raw[:MAX_BYTES]))
+        # POP3 and IMAP hand out CRLF, files and pipes LF: one form, so that "$" ends every line alike.
+        return _parse(bytes(raw[:MAX_BYTES]).replace(b"\r\n", b"\n"))
     except Exception:  # last line of defence; each step below is written not to raise
         size = len(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else type(raw).__name__
         logger.warning("bounce parser failed on a message (%s bytes); ignoring it", size, exc_info=True)
