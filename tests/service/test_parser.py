@@ -406,6 +406,24 @@ NOT_BOUNCES = {
 }
 
 
+@pytest.mark.parametrize("sentence", [
+    "Ihre Nachricht konnte nicht zugestellt werden an:",
+    "次のアドレスへメールを送信できませんでした。",
+    "Votre message n'a pas pu être remis aux destinataires suivants :",
+], ids=["de", "ja", "fr"])
+def test_a_bounce_worded_only_in_its_own_language_still_counts(sentence: str):
+    raw = (
+        "From: MAILER-DAEMON@mx.example.org\r\n"
+        "Subject: =?utf-8?b?TWFpbA==?=\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        f"{sentence}\r\n"
+        "\r\n"
+        "kijitora@example.jp\r\n"
+    ).encode()
+    assert only(raw).email == "kijitora@example.jp"
+
+
 @pytest.mark.parametrize("raw", [m.encode() for m in NOT_BOUNCES.values()], ids=list(NOT_BOUNCES))
 def test_notices_receipts_and_acknowledgements_yield_nothing(raw: bytes):
     assert parse_bounce(raw) == []

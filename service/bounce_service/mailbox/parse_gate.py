@@ -43,7 +43,9 @@ _FAILURE = re.compile(
     r"|timed?\s*out|delay|does\s+not\s+exist|unknown|not\s+found|returned|bounce|giving\s+up|given\s+up|error"
     r"|unzustellbar|nicht\s+zugestellt|non\s+remis|pas\s+pu\s+(?:être|etre)\s+(?:remis|distribu)|échec"
     r"|no\s+se\s+pudo\s+entregar|no\s+entregado|mancata\s+consegna|não\s+p[ôo]de\s+ser\s+entregue"
-    r"|не\s+(?:может\s+быть\s+)?доставлено|できませんでした|エラー",
+    r"|não\s+foi\s+possível\s+entregar|onbestelbaar|niet\s+(?:worden\s+)?afgeleverd|niedostarczon|nie\s+może\s+zostać"
+    r"|не\s+(?:может\s+быть\s+)?доставлено|не\s+удалось\s+доставить"
+    r"|できませんでした|できません|存在しません|見つかりません|届きません|宛先不明|エラー|无法投递|退信|发送失败|未能送达",
     re.I | re.M,
 )
 _DISPOSITION = re.compile(r"report-type\s*=\s*\"?disposition-notification", re.I)
