@@ -289,6 +289,22 @@ def test_auto_replies_yield_nothing():
     assert parse_bounce(raw) == []
 
 
+@pytest.mark.parametrize("subject", ["Automatic reply", "Automatisch antwoord", "Autosvar", "Réponse automatique",
+                                     "Автоматический ответ", "自動応答"])
+def test_auto_replies_known_by_their_subject_yield_nothing(subject: str):
+    # RFC 3834 responders send from a null return path, as bounces come; only the subject tells.
+    raw = (
+        "Return-Path: <>\r\n"
+        "From: Kiji Tora <kijitora@example.jp>\r\n"
+        f"Subject: {subject}: Our newsletter\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        "I am away until Monday; mail sent now will not be delivered to me before then. Urgent matters:\r\n"
+        "sabatora@example.jp\r\n"
+    ).encode()
+    assert parse_bounce(raw) == []
+
+
 def test_ordinary_mail_yields_nothing():
     raw = (
         "From: Kiji Tora <kijitora@example.jp>\r\n"

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..events import BounceEvent
 from . import verp
-from .parse_mime import decoded
+from .parse_mime import decoded, header
 from .parser import ParsedBounce
 from .settings import MailboxSettings
 
@@ -64,10 +64,7 @@ def read_headers(raw: bytes) -> Message:
 
 
 def header_text(headers: Message, name: str) -> str:
-    value = headers.get(name)
-    if value is None:
-        return ""
-    return clean(" ".join(decoded(str(value)).split()))[:MAX_HEADER_TEXT]
+    return clean(" ".join(decoded(header(headers, name)).split()))[:MAX_HEADER_TEXT]
 
 
 def sent_at(headers: Message) -> datetime | None:

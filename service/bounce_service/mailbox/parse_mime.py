@@ -49,11 +49,21 @@ class Sections:
 
 
 def header(msg: Message, name: str) -> str:
-    """Header value as ``str``; compat32 may hand back ``Header`` objects for 8-bit values."""
+    """Header value as ``str``. compat32 hands back a ``Header`` for raw 8-bit values (SMTPUTF8 mail,
+    careless MTAs) whose ``str()`` turns every such byte into U+FFFD; its bytes are read as UTF-8."""
     value = msg.get(name)
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        chunks = decode_header(value)
+    except (MessageError, ValueError, LookupError):
+        return str(value)
+    return "".join(
+        decode_bytes(text, None if charset in (None, "unknown-8bit") else charset) if isinstance(text, bytes) else text
+        for text, charset in chunks
+    )
 
 
 def decoded(value: str) -> str:
