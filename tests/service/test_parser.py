@@ -177,8 +177,12 @@ def test_failures_that_leave_the_address_alive_are_soft(status: str, diagnostic:
         ("5.1.2", "X-Postfix; Host or domain name not found. Name service error for name=example.jp"),
         ("5.0.0", "smtp; 550 Requested action not taken: no such user here"),
         ("5.1.6", "smtp; 551 5.1.6 recipient no longer on server"),
+        ("5.0.0", "smtp; 550 kijitora@example.jp... not known at this site"),
+        ("5.0.0", "smtp; 550 No such mail drop defined for kijitora@example.jp"),
+        ("5.0.0", "smtp; 550 No existe ese usuario"),
+        ("5.0.0", "smtp; 550 Unrouteable mail domain \"example.jp\""),
     ],
-    ids=["unknown-domain", "no-such-user", "moved"],
+    ids=["unknown-domain", "no-such-user", "moved", "not-known", "mail-drop", "es", "unrouteable-domain"],
 )
 def test_dead_addresses_are_hard(status: str, diagnostic: str):
     assert only(dsn(status=status, diagnostic=diagnostic)).type == "hard"

@@ -85,10 +85,14 @@ _HARD = re.compile(
     | no\s+longer\s+(?:on\s+server|valid|available|in\s+use|active) | inactive\s+e-?mail\s+address
     | unknown\s+user | user\s+unknown | (?:destinataire|utilisateur)\s+(?:invalide|inconnu)
     | not\s+a\s+valid\s+(?:user|recipient|mailbox) | is\s+not\s+a\s+known\s+user
-    | there\s+is\s+no\s+one\s+at\s+this\s+address | unrouteable\s+address | badrcptto
+    | there\s+is\s+no\s+one\s+at\s+this\s+address | unrouteable\s+(?:address|mail\s+domain) | badrcptto
     # Lotus Notes / Domino: "... not listed in Domino Directory", "... in public Name & Address Book"
     | not\s+listed\s+in\s+(?:the\s+)?(?:domino|public\s+name|[\w&\s]{0,20}address\s+book|directory)
     | no\s+valid\s+recipients | does\s+not\s+like\s+recipient | no\s+longer\s+accepts\s+mail
+    | not\s+known\s+at\s+this\s+site | recipient\s+is\s+not\s+local | no\s+mail\s*box\s+available
+    | no\s+such\s+mail\s*drop | missing\s+home\s+directory | unknown\s+virtual\s+user | can't\s+accept\s+user
+    | not\s+(?:found|present)\s+in\s+(?:the\s+)?(?:directory|ldap) | validrcptto | badrecipientto | user\s+not\s+active
+    | no\s+existe | nessun\s+utente | adresse\s+nicht\s+gefunden | existiert\s+nicht | n'existe\s+pas
     | (?:address|recipient|mailbox|user)[^.\n]{0,40}(?:couldn't|could\s+not|cannot|can't)\s+be\s+found
     # unknown domain / host
     | host\s+(?:or\s+domain\s+name\s+)?(?:unknown|not\s+found) | host\s+\S+\s+not\s+found
