@@ -8,6 +8,7 @@ the other tests pin individual behaviours on small hand-written messages.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -617,6 +618,35 @@ def test_never_raises_on_hostile_input(raw: bytes, caplog):
     assert isinstance(found, list)
     assert all("@" in b.email for b in found)
     # Each step copes on its own: the last-resort handler (which loses the message) never ran.
+    assert "bounce parser failed" not in caplog.text
+
+
+MUTATIONS = [b"\n", b"\r\n\r\n", b"--", b"=?", b"?=", b"<", b">", b"@", b"\x00", b"=\n", b'charset="utf-16"',
+             b'Content-Type: multipart/mixed; boundary="x"\n', b"Final-Recipient: rfc822; ", b"Status: 5.1.1\n"]
+
+
+def mutated(raw: bytes, rnd: random.Random) -> bytes:
+    """`raw` with a few random byte edits, inserted MIME/DSN fragments, deletions and copied spans."""
+    out = bytearray(raw)
+    for _ in range(rnd.randint(1, 20)):
+        at, op = rnd.randrange(len(out) or 1), rnd.random()
+        if op < 0.3:
+            out[at:at + 1] = bytes([rnd.randrange(256)])
+        elif op < 0.5:
+            del out[at:at + rnd.randint(1, 200)]
+        elif op < 0.7:
+            out[at:at] = rnd.choice(MUTATIONS)
+        else:
+            start = rnd.randrange(len(out) or 1)
+            out[at:at] = out[start:start + rnd.randint(1, 500)]
+    return bytes(out)
+
+
+def test_mutated_corpus_messages_never_reach_the_last_resort_handler(caplog):
+    rnd = random.Random(20261201)  # fixed: the same inputs on every run
+    corpus = [p.read_bytes() for p in sorted((CORPUS / "emails").glob("*.eml"))]
+    for _ in range(1500):
+        parse_bounce(mutated(rnd.choice(corpus), rnd))
     assert "bounce parser failed" not in caplog.text
 
 
