@@ -5,7 +5,7 @@ It sits on a plain port (tls: none), so it can see the scanner's commands. When 
 test's chance to break something else at exactly that point: the command has not reached the server yet),
 then passes `cut_after` bytes of the server's answer and breaks the session: "drop" closes both
 connections, as a crashed server or a reset does; "stall" keeps them open and forwards nothing more, as a
-hung server does. Without `cut_after` everything passes.
+hung server does. Without `cut_after` everything passes. `seen` counts every `trigger` the client sent.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import threading
 from typing import Callable, Literal
 
 BUFFER = 65536
+# What the scanner sends to download a message: a trigger that counts or breaks downloads.
+DOWNLOAD = {"pop3": b"RETR ", "imap": b"BODY.PEEK[]"}
 
 
 class Relay:
@@ -27,7 +29,7 @@ class Relay:
         self.fault = fault
         self.on_trigger = on_trigger
         self.triggered = threading.Event()
-        self._seen = 0
+        self.seen = 0
         self._budget: int | None = None  # bytes of the server's answer still to pass, once triggered
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -65,9 +67,9 @@ class Relay:
         tail = b""  # a trigger split across two reads is still seen
         while data := _recv(client):
             window = tail + data
+            self.seen += window.count(self.trigger)
             if not self.triggered.is_set() and self.trigger in window:
-                self._seen += window.count(self.trigger)
-                if self._seen >= self.nth:
+                if self.seen >= self.nth:
                     if self.on_trigger:
                         self.on_trigger()
                     self._budget = self.cut_after  # set before the command goes on: its answer is what follows

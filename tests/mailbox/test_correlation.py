@@ -44,6 +44,19 @@ async def test_tracking_headers_of_the_returned_original_name_campaign_and_subsc
     }
 
 
+async def test_raw_utf8_and_encoded_headers_are_kept_as_text_in_meta(mailbox_config, mail_user, db):
+    raw = dsn("alice@example.org").replace(
+        b"Subject: Undelivered Mail Returned to Sender", "Subject: Unzustellbar: Grüße aus Köln".encode()
+    ).replace(b"From: Mail Delivery System", b"From: =?utf-8?q?Mail_Delivery_Syst=C3=A8me?=")
+    mail_user.deliver(raw)
+
+    await scan(mailbox_config())
+
+    [row] = bounces(db)
+    assert row["meta"]["subject"] == "Unzustellbar: Grüße aus Köln"
+    assert row["meta"]["from"] == "Mail Delivery Système <MAILER-DAEMON@mx.example.net>"
+
+
 async def test_a_verp_return_path_names_the_subscriber_when_configured(mailbox_config, mail_user, db):
     subscriber_id = add_subscriber(db, "bob.new@example.org", SUBSCRIBER)
     verp = f"Delivered-To: bounces+{SUBSCRIBER}@example.com\n"

@@ -19,12 +19,10 @@ import pytest
 from bounce_service.migrate import migrate
 from tests.conftest import embedded_server
 from tests.mailbox.conftest import bounce_rows, dsn, scan, scan_rows
-from tests.mailbox.relay import Relay
+from tests.mailbox.relay import DOWNLOAD, Relay
 from tests.mailbox.test_cli import cli, finish  # noqa: F401 - cli is a fixture
 
 HERE = Path(__file__).parent
-# What the scanner sends to download a message: the relay's cue.
-FETCH = {"pop3": b"RETR ", "imap": b"BODY.PEEK[]"}
 ADDRESSES = [f"{name}@example.org" for name in ("alice", "bob", "carol", "dave", "erin")]
 HARD = [(address, "hard") for address in ADDRESSES]
 
@@ -43,7 +41,7 @@ async def test_a_connection_broken_mid_message_stops_the_pass_and_the_next_pass_
     messages = deliver_bounces(mail_user)
     settings = {"protocol": protocol, "tls": "none", "batchSize": 2, "timeout": "2s"}
     # The fourth download (the second batch's second message) breaks after 300 of its ~1,000 bytes.
-    with Relay(dovecot.port(protocol, "none"), FETCH[protocol], nth=4, cut_after=300, fault=fault) as relay:
+    with Relay(dovecot.port(protocol, "none"), DOWNLOAD[protocol], nth=4, cut_after=300, fault=fault) as relay:
         broken = await scan(mailbox_config(**settings, port=relay.port))
 
     assert relay.triggered.is_set()
@@ -69,7 +67,7 @@ def test_a_database_outage_mid_pass_exits_2_and_the_rerun_records_each_bounce_on
         asyncio.run(migrate(server.url))
 
         # The database goes at the third download: the first batch is committed, the second is not yet.
-        with Relay(dovecot.port(protocol, "none"), FETCH[protocol], nth=3,
+        with Relay(dovecot.port(protocol, "none"), DOWNLOAD[protocol], nth=3,
                    on_trigger=lambda: server.stop(mode="immediate")) as relay:
             status, stderr = finish(cli(mailbox_config(**settings, port=relay.port), database=server.url))
         assert relay.triggered.is_set()
@@ -149,6 +147,9 @@ def bombs() -> dict[tuple[str, str], bytes]:
         ("nested-message@example.org", "hard"): returning("nested-message@example.org", nested_messages(50_000)),
         ("encoded-words@example.org", "hard"): returning("encoded-words@example.org", b"Content-Type: text/plain\n\nx\n",
                                                          subject=ENCODED_WORDS),
+        # Undecodable encoded-words (bad base64, a charset with a NUL) in the report's own headers.
+        ("encoded-word-errors@example.org", "hard"): returning("encoded-word-errors@example.org", b"Content-Type: text/plain\n\nx\n",
+                                                               subject="=?utf-8?b?a?= =?us-\0ascii?q?x?="),
         # Its report text is past what the parser reads: no status, so the parser's default for that, soft.
         ("header-only@example.org", "soft"): failed_recipient_only("header-only@example.org", " ".join([ENCODED_WORDS] * 5)),
     }
@@ -167,6 +168,6 @@ async def test_mime_bombs_are_read_within_bounds_and_the_pass_goes_on(protocol, 
 
     counts = await scan(mailbox_config(protocol=protocol))
 
-    assert counts.status == 0 and (counts.fetched, counts.recorded, counts.skipped) == (8, 7, 1)
+    assert counts.status == 0 and (counts.fetched, counts.recorded, counts.skipped) == (9, 8, 1)
     assert bounce_rows(db) == sorted([*expected, ("alice@example.org", "hard")])
     assert mail_user.messages() == [NOT_A_BOUNCE]  # the bombs that are bounces went; the other one stays

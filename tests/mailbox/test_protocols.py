@@ -26,9 +26,12 @@ async def test_bounces_are_recorded_and_removed_auto_replies_stay(protocol, tls,
     assert scan_rows(db) == [{"fetched": 4, "recorded": 4, "skipped": 1, "failed": 0, "error": None, "finished": True}]
 
 
-async def test_the_certificate_is_verified_unless_told_not_to(mailbox_config, mail_user, dovecot, db, monkeypatch):
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_the_certificate_is_verified_unless_told_not_to(protocol, tls, mailbox_config, mail_user, dovecot, db,
+                                                              monkeypatch):
     mail_user.deliver(corpus_email(BOUNCES[0]))
-    config = mailbox_config(protocol="imap", tls="implicit", tlsSkipVerify=False)
+    config = mailbox_config(protocol=protocol, tls=tls, tlsSkipVerify=False)
 
     refused = await scan(config)
     assert refused.status == 2 and "certificate verify failed" in refused.error
@@ -70,6 +73,17 @@ async def test_a_server_that_never_answers_times_out(protocol, mailbox_config, d
         counts = await scan(mailbox_config(protocol=protocol, tls="none", port=silent.getsockname()[1],
                                            timeout="200ms"))
     assert counts.status == 2 and "timed out" in counts.error
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_a_connection_that_is_never_accepted_times_out(protocol, mailbox_config, db):
+    with socket.socket() as full, socket.socket() as queued:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        queued.connect(full.getsockname())  # fills the accept queue: the kernel now drops new handshakes
+        port = full.getsockname()[1]
+        counts = await scan(mailbox_config(protocol=protocol, tls="none", port=port, timeout="200ms"))
+    assert counts.status == 2 and counts.error == f"cannot connect to 127.0.0.1:{port}: timed out"
 
 
 async def test_an_unreachable_server_is_a_connection_error(mailbox_config, db):

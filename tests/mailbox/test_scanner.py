@@ -1,13 +1,18 @@
-"""What a pass does with what it finds: sizes, long lines, batches, unrecognised mail, IMAP folders."""
+"""What a pass does with what it finds: sizes, long lines, downloads, message names, batches, unrecognised
+mail, IMAP folders."""
 
 from __future__ import annotations
 
+import imaplib
 import logging
+import poplib
 
 import pytest
 
 from bounce_service.mailbox.imap import ImapClient, quote
+from bounce_service.mailbox.progress import Progress
 from tests.mailbox.conftest import bounce_rows, corpus_email, dsn, scan, scan_rows
+from tests.mailbox.relay import DOWNLOAD, Relay
 from tests.mailbox.test_protocols import AUTO_REPLY
 
 BOUNCE = "lhost-postfix-04.eml"  # kijitora@example.co.jp, hard
@@ -37,6 +42,74 @@ async def test_lines_far_over_2_kib_are_read(protocol, mailbox_config, mail_user
 
     assert counts.status == 0 and bounce_rows(db) == [("kijitora@example.co.jp", "hard")]
     assert mail_user.messages() == []
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_each_message_is_downloaded_once_and_an_oversized_one_never(protocol, mailbox_config, mail_user,
+                                                                          dovecot, db):
+    big = dsn("big@example.org") + b"padding line\n" * 1000
+    for raw in (corpus_email(BOUNCE), HUMAN, corpus_email(AUTO_REPLY), big):
+        mail_user.deliver(raw)
+
+    with Relay(dovecot.port(protocol, "none"), DOWNLOAD[protocol]) as relay:  # counts the download commands
+        counts = await scan(mailbox_config(protocol=protocol, tls="none", port=relay.port, maxMessageSize=10_000))
+
+    assert (counts.fetched, counts.skipped) == (3, 3) and relay.seen == 3
+    assert bounce_rows(db) == [("kijitora@example.co.jp", "hard")]
+
+
+def server_names(protocol: str, port: int, user) -> list[str]:
+    """What the server itself calls the messages: POP3 UIDLs, IMAP UIDVALIDITY:UID."""
+    if protocol == "pop3":
+        pop = poplib.POP3("127.0.0.1", port)
+        pop.user(user.name)
+        pop.pass_(user.password)
+        names = [line.split()[1].decode() for line in pop.uidl()[1]]
+        pop.quit()
+        return names
+    with imaplib.IMAP4("127.0.0.1", port) as imap:
+        imap.login(user.name, user.password)
+        imap.select("INBOX", readonly=True)
+        [validity] = imap.response("UIDVALIDITY")[1]
+        uids = imap.uid("SEARCH", "ALL")[1][0].split()
+        return [f"{validity.decode()}:{uid.decode()}" for uid in uids]
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_the_log_names_a_message_left_in_place_as_the_server_does_in_every_session(
+        protocol, mailbox_config, mail_user, dovecot, db, caplog):
+    mail_user.deliver(HUMAN)
+    mail_user.deliver(dsn("big@example.org") + b"padding line\n" * 1000)
+    _, big = server_names(protocol, dovecot.port(protocol, "none"), mail_user)
+
+    with caplog.at_level(logging.INFO, logger="bounce_service.mailbox"):
+        await scan(mailbox_config(protocol=protocol, maxMessageSize=10_000))
+        await scan(mailbox_config(protocol=protocol, maxMessageSize=10_000))
+
+    assert caplog.text.count(f"message {big} left in place") == 2
+
+
+async def test_imap_removes_by_uid_while_another_client_expunges_mid_pass(mailbox_config, mail_user, dovecot, db,
+                                                                          monkeypatch):
+    first, last = HUMAN, HUMAN.replace(b"Hello", b"Hello again")
+    for raw in (first, dsn("alice@example.org"), last):
+        mail_user.deliver(raw)
+    step = Progress.step
+
+    def expunge_the_first_after_two_downloads(self: Progress) -> None:
+        step(self)
+        if self.done == 3:  # the bounce is downloaded, not removed yet: sequence numbers shift under it
+            with imaplib.IMAP4("127.0.0.1", dovecot.port("imap", "none")) as other:
+                other.login(mail_user.name, mail_user.password)
+                other.select("INBOX")
+                other.store("1", "+FLAGS.SILENT", r"(\Deleted)")
+                other.expunge()
+
+    monkeypatch.setattr(Progress, "step", expunge_the_first_after_two_downloads)
+    counts = await scan(mailbox_config(protocol="imap"))
+
+    assert counts.status == 0 and bounce_rows(db) == [("alice@example.org", "hard")]
+    assert mail_user.messages() == [last]  # by sequence number, the bounce's removal would have hit this one
 
 
 async def test_a_pass_works_through_the_whole_mailbox_batch_by_batch(mailbox_config, mail_user, db, caplog):

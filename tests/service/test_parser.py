@@ -8,6 +8,7 @@ the other tests pin individual behaviours on small hand-written messages.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -69,12 +70,15 @@ def test_corpus_meets_the_acceptance_targets():
 
 
 @pytest.mark.parametrize("path", sorted((CORPUS / "emails").glob("*.eml")), ids=lambda p: p.name)
-def test_corpus_messages_give_well_formed_results(path: Path):
-    for bounce in parse_bounce(path.read_bytes()):
+def test_corpus_messages_give_well_formed_results_whatever_the_line_endings(path: Path):
+    found = parse_bounce(path.read_bytes())
+    for bounce in found:
         assert isinstance(bounce, ParsedBounce)
         assert bounce.email == bounce.email.lower() and "@" in bounce.email
         assert bounce.type in ("hard", "soft", "complaint")
         assert len(bounce.diagnostic) <= 1000
+    # The scanner gets every message with CRLF line endings (POP3, IMAP); the corpus files have LF.
+    assert parse_bounce(path.read_bytes().replace(b"\n", b"\r\n")) == found
 
 
 # --- hand-written messages ------------------------------------------------------------------------
@@ -174,11 +178,67 @@ def test_failures_that_leave_the_address_alive_are_soft(status: str, diagnostic:
         ("5.1.2", "X-Postfix; Host or domain name not found. Name service error for name=example.jp"),
         ("5.0.0", "smtp; 550 Requested action not taken: no such user here"),
         ("5.1.6", "smtp; 551 5.1.6 recipient no longer on server"),
+        ("5.0.0", "smtp; 550 kijitora@example.jp... not known at this site"),
+        ("5.0.0", "smtp; 550 No such mail drop defined for kijitora@example.jp"),
+        ("5.0.0", "smtp; 550 No existe ese usuario"),
+        ("5.0.0", "smtp; 550 Unrouteable mail domain \"example.jp\""),
     ],
-    ids=["unknown-domain", "no-such-user", "moved"],
+    ids=["unknown-domain", "no-such-user", "moved", "not-known", "mail-drop", "es", "unrouteable-domain"],
 )
 def test_dead_addresses_are_hard(status: str, diagnostic: str):
     assert only(dsn(status=status, diagnostic=diagnostic)).type == "hard"
+
+
+@pytest.mark.parametrize(
+    "status, diagnostic, kind",
+    [
+        # Said to DATA, "user unknown" is a content filter's wording; said to RCPT TO it is the verdict.
+        ("5.0.0", "smtp; 550 Unknown user kijitora@example.jp (in reply to end of DATA command)", "soft"),
+        ("5.0.0", "smtp; 550 Unknown user kijitora@example.jp (in reply to RCPT TO command)", "hard"),
+        # An X.1.1 status code is the server's own verdict, whatever the command.
+        ("5.1.1", "smtp; 550 5.1.1 Unknown user kijitora@example.jp (in reply to end of DATA command)", "hard"),
+        # X.2.x says the mailbox exists (RFC 3463); only a refused RCPT TO outweighs it.
+        ("5.2.1", "smtp; 550 5.2.1 <kijitora@example.jp>... User Unknown", "soft"),
+        ("5.2.1", "smtp; 550 5.2.1 <kijitora@example.jp>... User Unknown (in reply to RCPT TO command)", "hard"),
+    ],
+    ids=["data", "rcpt", "5.1.1-at-data", "5.2.1", "5.2.1-at-rcpt"],
+)
+def test_unknown_user_wording_counts_as_dead_only_where_the_smtp_dialogue_says_so(status, diagnostic, kind):
+    assert only(dsn(status=status, diagnostic=diagnostic)).type == kind
+
+
+def test_a_transcript_shows_which_command_the_server_refused():
+    def sendmail(command: str) -> bytes:
+        return (
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\r\n"
+            "Subject: Returned mail: see transcript for details\r\n"
+            "\r\n"
+            "   ----- The following addresses had permanent fatal errors -----\r\n"
+            "<kijitora@example.jp>\r\n"
+            "\r\n"
+            "   ----- Transcript of session follows -----\r\n"
+            "... while talking to mx.example.jp.:\r\n"
+            f">>> {command}\r\n"
+            "<<< 550 Unknown user kijitora@example.jp\r\n"
+        ).encode()
+
+    assert only(sendmail("DATA")).type == "soft"
+    assert only(sendmail("RCPT To:<kijitora@example.jp>")).type == "hard"
+
+
+def test_an_address_as_the_display_name_of_another_is_not_the_recipient():
+    raw = (
+        "From: Mail Delivery System <mailer-daemon@mx.example.org>\r\n"
+        "Subject: Mail failure - malformed recipient address\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "\r\n"
+        "A message that you sent contained one or more recipient addresses that were\r\n"
+        "incorrectly constructed:\r\n"
+        "\r\n"
+        "  kijitora@example.com <neko@example.net>: malformed address: <neko@example.net> may not follow"
+        " kijitora@example.com\r\n"
+    ).encode()
+    assert [b.email for b in parse_bounce(raw)] == ["neko@example.net"]
 
 
 def test_delayed_dsn_is_a_soft_bounce():
@@ -234,6 +294,22 @@ def test_auto_replies_yield_nothing():
     assert parse_bounce(raw) == []
 
 
+@pytest.mark.parametrize("subject", ["Automatic reply", "Automatisch antwoord", "Autosvar", "Réponse automatique",
+                                     "Автоматический ответ", "自動応答"])
+def test_auto_replies_known_by_their_subject_yield_nothing(subject: str):
+    # RFC 3834 responders send from a null return path, as bounces come; only the subject tells.
+    raw = (
+        "Return-Path: <>\r\n"
+        "From: Kiji Tora <kijitora@example.jp>\r\n"
+        f"Subject: {subject}: Our newsletter\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        "I am away until Monday; mail sent now will not be delivered to me before then. Urgent matters:\r\n"
+        "sabatora@example.jp\r\n"
+    ).encode()
+    assert parse_bounce(raw) == []
+
+
 def test_ordinary_mail_yields_nothing():
     raw = (
         "From: Kiji Tora <kijitora@example.jp>\r\n"
@@ -242,6 +318,135 @@ def test_ordinary_mail_yields_nothing():
         "\r\n"
         "Please send it to sabatora@example.net from now on.\r\n"
     ).encode()
+    assert parse_bounce(raw) == []
+
+
+# What mail systems and robots send besides bounces: each names an address, none says anything failed.
+NOT_BOUNCES = {
+    "delivered": (
+        "From: Microsoft Outlook <postmaster@example.onmicrosoft.com>\r\n"
+        "To: news@lists.example.org\r\n"
+        "Subject: Delivered: Our newsletter\r\n"
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+        "Message-ID: <delivered-1@example.onmicrosoft.com>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "Your message has been delivered to the following recipients:\r\n"
+        "\r\n"
+        "Kiji Tora (kijitora@example.jp)\r\n"
+        "\r\n"
+        "Subject: Our newsletter\r\n"
+    ),
+    "mdn": (
+        "Return-Path: <>\r\n"
+        "From: Kiji Tora <kijitora@example.jp>\r\n"
+        "To: news@lists.example.org\r\n"
+        "Subject: Read: Our newsletter\r\n"
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+        "Message-ID: <mdn-1@example.jp>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=disposition-notification; boundary=\"R\"\r\n"
+        "\r\n"
+        "--R\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "Your message\r\n"
+        "\r\n"
+        "  To: kijitora@example.jp\r\n"
+        "  Subject: Our newsletter\r\n"
+        "  Sent: Mon, 02 Mar 2026 09:00:00 +0000\r\n"
+        "\r\n"
+        "was read on Mon, 02 Mar 2026 10:00:00 +0000.\r\n"
+        "\r\n"
+        "--R\r\n"
+        "Content-Type: message/disposition-notification\r\n"
+        "\r\n"
+        "Reporting-UA: mail.example.jp; Microsoft Outlook\r\n"
+        "Final-Recipient: rfc822;kijitora@example.jp\r\n"
+        "Original-Message-ID: <orig-1@lists.example.org>\r\n"
+        "Disposition: manual-action/MDN-sent-manually; displayed\r\n"
+        "\r\n"
+        "--R--\r\n"
+    ),
+    "postmaster-human": (
+        "From: Postmaster <postmaster@example.jp>\r\n"
+        "To: news@lists.example.org\r\n"
+        "Subject: Your newsletter\r\n"
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+        "Message-ID: <pm-1@example.jp>\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "Hello, please stop sending newsletters to our role address. Send them to\r\n"
+        "the list owner instead:\r\n"
+        "\r\n"
+        "  owner@example.jp\r\n"
+    ),
+    "relayed": (
+        "From: postmaster@example.jp\r\n"
+        "To: news@lists.example.org\r\n"
+        "Subject: Delivery Status Notification (Relay)\r\n"
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+        "Message-ID: <relay-1@example.jp>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "This is an automatically generated Delivery Status Notification.\r\n"
+        "\r\n"
+        "Your message has been successfully relayed to the following recipients, but the requested delivery status notifications may not be generated by the destination.\r\n"
+        "\r\n"
+        "       kijitora@example.jp\r\n"
+    ),
+    "ticket": (
+        "Return-Path: <>\r\n"
+        "From: Example Support <support@example.com>\r\n"
+        "To: news@lists.example.org\r\n"
+        "Subject: [Ticket #12345] We received your message\r\n"
+        "Auto-Submitted: auto-generated\r\n"
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+        "Message-ID: <ticket-12345@example.com>\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "Thank you for contacting us. Your request has been sent to our team at\r\n"
+        "help-desk@example.com and we will get back to you shortly.\r\n"
+        "\r\n"
+        "Address: support@example.com\r\n"
+    ),
+    "vacation": (
+        "Return-Path: <>\r\n"
+        "From: Kiji Tora <kijitora@example.jp>\r\n"
+        "To: news@lists.example.org\r\n"
+        "Subject: Abwesend: Our newsletter\r\n"
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+        "Message-ID: <vac-1@example.jp>\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "Ich bin bis 10. März nicht im Büro. In dringenden Fällen wenden Sie sich bitte an\r\n"
+        "Empfänger: sabatora@example.jp\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("sentence", [
+    "Ihre Nachricht konnte nicht zugestellt werden an:",
+    "次のアドレスへメールを送信できませんでした。",
+    "Votre message n'a pas pu être remis aux destinataires suivants :",
+], ids=["de", "ja", "fr"])
+def test_a_bounce_worded_only_in_its_own_language_still_counts(sentence: str):
+    raw = (
+        "From: MAILER-DAEMON@mx.example.org\r\n"
+        "Subject: =?utf-8?b?TWFpbA==?=\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        f"{sentence}\r\n"
+        "\r\n"
+        "kijitora@example.jp\r\n"
+    ).encode()
+    assert only(raw).email == "kijitora@example.jp"
+
+
+@pytest.mark.parametrize("raw", [m.encode() for m in NOT_BOUNCES.values()], ids=list(NOT_BOUNCES))
+def test_notices_receipts_and_acknowledgements_yield_nothing(raw: bytes):
     assert parse_bounce(raw) == []
 
 
@@ -400,14 +605,55 @@ HOSTILE = {
     "address-characters": b"From: MAILER-DAEMON@x.example\r\n\r\n" + b"a." * 1_000_000,
     "whitespace-runs": b"From: MAILER-DAEMON@x.example\r\n\r\nrecipient" + b" " * 1_000_000 + b"x",
     "json-garbage": b"From: x@example.org\r\n\r\n{\"notificationType\": \"Bounce\", \"bounce\": [" + b"[" * 10000,
+    "nul-in-charset": (
+        b"From: MAILER-DAEMON@mx.example.org\r\nContent-Type: text/plain; charset=\"us-\x00ascii\"\r\n\r\n"
+        b"550 5.1.1 <kijitora@example.jp>: User unknown \xe9\r\n"
+    ),
 }
 
 
 @pytest.mark.parametrize("raw", list(HOSTILE.values()), ids=list(HOSTILE))
-def test_never_raises_on_hostile_input(raw: bytes):
+def test_never_raises_on_hostile_input(raw: bytes, caplog):
     found = parse_bounce(raw)
     assert isinstance(found, list)
     assert all("@" in b.email for b in found)
+    # Each step copes on its own: the last-resort handler (which loses the message) never ran.
+    assert "bounce parser failed" not in caplog.text
+
+
+MUTATIONS = [b"\n", b"\r\n\r\n", b"--", b"=?", b"?=", b"<", b">", b"@", b"\x00", b"=\n", b'charset="utf-16"',
+             b'Content-Type: multipart/mixed; boundary="x"\n', b"Final-Recipient: rfc822; ", b"Status: 5.1.1\n"]
+
+
+def mutated(raw: bytes, rnd: random.Random) -> bytes:
+    """`raw` with a few random byte edits, inserted MIME/DSN fragments, deletions and copied spans."""
+    out = bytearray(raw)
+    for _ in range(rnd.randint(1, 20)):
+        at, op = rnd.randrange(len(out) or 1), rnd.random()
+        if op < 0.3:
+            out[at:at + 1] = bytes([rnd.randrange(256)])
+        elif op < 0.5:
+            del out[at:at + rnd.randint(1, 200)]
+        elif op < 0.7:
+            out[at:at] = rnd.choice(MUTATIONS)
+        else:
+            start = rnd.randrange(len(out) or 1)
+            out[at:at] = out[start:start + rnd.randint(1, 500)]
+    return bytes(out)
+
+
+def test_mutated_corpus_messages_never_reach_the_last_resort_handler(caplog):
+    rnd = random.Random(20261201)  # fixed: the same inputs on every run
+    corpus = [p.read_bytes() for p in sorted((CORPUS / "emails").glob("*.eml"))]
+    for _ in range(1500):
+        parse_bounce(mutated(rnd.choice(corpus), rnd))
+    assert "bounce parser failed" not in caplog.text
+
+
+@pytest.mark.parametrize("subject", ["=?utf-8?b?a?=", "=?us-\xe4scii?q?x?="], ids=["bad-base64", "bad-charset"])
+def test_a_malformed_encoded_word_in_the_subject_does_not_hide_the_bounce(subject: str):
+    raw = dsn().replace(b"Subject: Undelivered Mail Returned to Sender", f"Subject: {subject}".encode("latin-1"))
+    assert only(raw).email == "kijitora@example.jp"
 
 
 def test_recipient_count_and_diagnostic_length_are_bounded():

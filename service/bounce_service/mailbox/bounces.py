@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timezone
-from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -18,13 +17,11 @@ from typing import Sequence
 
 from ..events import BounceEvent
 from . import verp
+from .parse_mime import decoded, header
 from .parser import ParsedBounce
 from .settings import MailboxSettings
 
 MAX_HEADER_TEXT = 998  # RFC 5322's line limit; meta is for people, not a copy of the mail
-# How much of a header is decoded: decode_header takes time quadratic in the number of adjacent
-# encoded-words (a 2 MB Subject of them took 7 s); MAX_HEADER_TEXT characters never need more than this.
-MAX_HEADER_INPUT = 32 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -67,15 +64,7 @@ def read_headers(raw: bytes) -> Message:
 
 
 def header_text(headers: Message, name: str) -> str:
-    value = headers.get(name)
-    if value is None:
-        return ""
-    value = str(value)[:MAX_HEADER_INPUT]
-    try:
-        text = str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):  # malformed encoded-words: keep them as they came
-        text = value
-    return clean(" ".join(text.split()))[:MAX_HEADER_TEXT]
+    return clean(" ".join(decoded(header(headers, name)).split()))[:MAX_HEADER_TEXT]
 
 
 def sent_at(headers: Message) -> datetime | None:

@@ -108,7 +108,10 @@ class ImapClient:
 
     def close(self) -> None:
         if self._broken:
-            self._conn.shutdown()
+            try:
+                self._conn.shutdown()
+            except OSError:  # a failed STARTTLS handshake has closed the socket already
+                pass
             return
         try:
             self._call(self._conn.logout)

@@ -11,7 +11,8 @@ _SUBJECT = re.compile(
     r"^\s*(?:auto(?:matic)?[\s_-]*(?:reply|response|antwort|risposta|respuesta)|auto:|autoreply|"
     r"out\s+of\s+(?:the\s+)?office|ooo\b|on\s+vacation|vacation\s+(?:reply|notice|message)|"
     r"abwesenheitsnotiz|r[ée]ponse\s+automatique|respuesta\s+autom[áa]tica|risposta\s+automatica|"
-    r"absence\s+du\s+bureau|自動応答|自动回复)",
+    r"absence\s+du\s+bureau|automatisch\s+antwoord|autosvar|automatyczna\s+odpowied|автоматический\s+ответ|"
+    r"otomatik\s+yan[ıi]t|自動応答|自动回复)",
     re.I,
 )
 

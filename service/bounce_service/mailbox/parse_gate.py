@@ -34,6 +34,21 @@ _BODY = re.compile(
     re.I,
 )
 _REPLY = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:", re.I)
+# That something failed: a 4.x.x/5.x.x status or a 4xx/5xx SMTP reply, or non-delivery wording. Mail
+# systems also send success notices ("delivered", "relayed"), read receipts and acknowledgements.
+_FAILURE = re.compile(
+    r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)|(?:^|[\s(\[<:;\"'-])[45]\d\d(?:[ -]|$)"
+    r"|undeliver|not\s+(?:be\s+)?delivered|(?:could|can)\s*(?:no|n.)t\s+(?:be\s+)?deliver|unable\s+to\s+deliver"
+    r"|delivery\s+(?:has\s+)?failed|fail(?:ed|ure|s)?\b|fatal|permanent|rejected|refused|denied|aborted|expired"
+    r"|timed?\s*out|delay|does\s+not\s+exist|unknown|not\s+found|returned|bounce|giving\s+up|given\s+up|error"
+    r"|unzustellbar|nicht\s+zugestellt|non\s+remis|pas\s+pu\s+(?:être|etre)\s+(?:remis|distribu)|échec"
+    r"|no\s+se\s+pudo\s+entregar|no\s+entregado|mancata\s+consegna|não\s+p[ôo]de\s+ser\s+entregue"
+    r"|não\s+foi\s+possível\s+entregar|onbestelbaar|niet\s+(?:worden\s+)?afgeleverd|niedostarczon|nie\s+może\s+zostać"
+    r"|не\s+(?:может\s+быть\s+)?доставлено|не\s+удалось\s+доставить"
+    r"|できませんでした|できません|存在しません|見つかりません|届きません|宛先不明|エラー|无法投递|退信|发送失败|未能送达",
+    re.I | re.M,
+)
+_DISPOSITION = re.compile(r"report-type\s*=\s*\"?disposition-notification", re.I)
 
 
 def from_mail_system(msg: Message) -> bool:
@@ -44,13 +59,16 @@ def from_mail_system(msg: Message) -> bool:
 
 
 def looks_like_bounce(msg: Message, subject: str, report: str) -> bool:
-    """A bounce-only header (mail-system sender, null Return-Path, report type), or else both a
-    bounce-like subject and a failure sentence: a subject alone also fits shipping notices and
-    people writing about undelivered mail."""
-    if from_mail_system(msg):
+    """A bounce-only header (mail-system sender, null Return-Path, report type) with any sign of a
+    failure, or else both a bounce-like subject and a failure sentence: a subject alone also fits
+    shipping notices and people writing about undelivered mail. Read receipts (RFC 8098) never are."""
+    if _DISPOSITION.search(header(msg, "Content-Type")):
+        return False
+    if header(msg, "X-Failed-Recipients"):
         return True
-    if msg.get("Return-Path") is not None and header(msg, "Return-Path").strip() in ("<>", ""):
-        return True
+    null_sender = msg.get("Return-Path") is not None and header(msg, "Return-Path").strip() in ("<>", "")
+    if from_mail_system(msg) or null_sender:
+        return _FAILURE.search(subject) is not None or _FAILURE.search(report) is not None
     # An MTA never replies; a person replying about delivery trouble quotes these phrases too.
     if _REPLY.match(subject) or msg.get("In-Reply-To") is not None or msg.get("References") is not None:
         return False

@@ -11,6 +11,8 @@ import email.policy
 import html
 import re
 from dataclasses import dataclass, field
+from email.errors import MessageError
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 
@@ -18,6 +20,9 @@ MAX_PARTS = 64
 MAX_BLOCKS = 500  # DSN field groups: one per recipient
 MAX_DEPTH = 8
 MAX_TEXT = 256 * 1024
+# How much of a header is decoded: decode_header takes time quadratic in the number of adjacent
+# encoded-words (a 2 MB Subject of them took 7 s); no use of a decoded header needs more than this.
+MAX_HEADER_INPUT = 32 * 1024
 
 _TAG = re.compile(r"<[^<>]{0,2000}>")
 _ORIGINAL_HEADER_TYPES = frozenset({"text/rfc822-headers", "text/rfc822-header", "text/rfc822"})
@@ -44,11 +49,31 @@ class Sections:
 
 
 def header(msg: Message, name: str) -> str:
-    """Header value as ``str``; compat32 may hand back ``Header`` objects for 8-bit values."""
+    """Header value as ``str``. compat32 hands back a ``Header`` for raw 8-bit values (SMTPUTF8 mail,
+    careless MTAs) whose ``str()`` turns every such byte into U+FFFD; its bytes are read as UTF-8."""
     value = msg.get(name)
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        chunks = decode_header(value)
+    except (MessageError, ValueError, LookupError):
+        return str(value)
+    return "".join(
+        decode_bytes(text, None if charset in (None, "unknown-8bit") else charset) if isinstance(text, bytes) else text
+        for text, charset in chunks
+    )
+
+
+def decoded(value: str) -> str:
+    """An RFC 2047 header value as text; malformed encoded-words (bad base64, unknown charsets) are
+    kept as they came rather than losing the message."""
+    value = value[:MAX_HEADER_INPUT]
+    try:
+        return str(make_header(decode_header(value)))
+    except (MessageError, ValueError, LookupError, UnicodeError, AttributeError):  # bad base64, charset
+        return value
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
@@ -63,16 +88,19 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
 
 
 def part_text(part: Message) -> str:
-    """Decoded body of a leaf part (transfer encoding and charset undone)."""
+    """Decoded body of a leaf part (transfer encoding and charset undone); '' for a multipart.
+
+    Only the ``decode=True`` path of compat32's get_payload is safe: without it, 8-bit text is decoded
+    with the part's charset parameter, and a bogus one (a NUL in it) raises ValueError.
+    """
     payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        try:
-            charset = part.get_content_charset()
-        except (ValueError, LookupError):  # unparseable charset parameter
-            charset = None
-        return decode_bytes(payload, charset)
-    raw = part.get_payload()
-    return raw[:MAX_TEXT] if isinstance(raw, str) else ""
+    if not isinstance(payload, bytes):
+        return ""
+    try:
+        charset = part.get_content_charset()
+    except (ValueError, LookupError):  # unparseable charset parameter
+        charset = None
+    return decode_bytes(payload, charset)
 
 
 def html_to_text(text: str) -> str:
@@ -82,17 +110,16 @@ def html_to_text(text: str) -> str:
 
 def fields_text(part: Message) -> str:
     """compat32 parses message/delivery-status and feedback-report bodies into header blocks."""
-    payload = part.get_payload()
-    if isinstance(payload, str):
+    if not part.is_multipart():
         return part_text(part)
     blocks = []
-    for block in payload[:MAX_BLOCKS]:
+    for block in part.get_payload()[:MAX_BLOCKS]:
         if not isinstance(block, Message):
             continue
         lines = [f"{k}: {v if isinstance(v, str) else str(v)}" for k, v in block.items()]
-        body = block.get_payload()
-        if isinstance(body, str) and body.strip():
-            lines.append(body[:MAX_TEXT])  # fields after a stray blank line end up in the body
+        body = part_text(block)
+        if body.strip():
+            lines.append(body)  # fields after a stray blank line end up in the body
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -103,12 +130,9 @@ def parse_headers_text(text: str) -> Message:
 
 
 def _original_of(part: Message) -> Message | None:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return next((p for p in payload if isinstance(p, Message)), None)
-    if isinstance(payload, str):
-        return parse_headers_text(part_text(part))
-    return None
+    if part.is_multipart():
+        return next((p for p in part.get_payload() if isinstance(p, Message)), None)
+    return parse_headers_text(part_text(part))
 
 
 def split(msg: Message) -> Sections:
@@ -124,7 +148,6 @@ def split(msg: Message) -> Sections:
         part, depth = stack.pop()
         seen += 1
         ctype = part.get_content_type()
-        payload = part.get_payload()
         if ctype in _DSN_TYPES:
             out.dsn_texts.append(fields_text(part))
         elif ctype in _FEEDBACK_TYPES:
@@ -133,9 +156,9 @@ def split(msg: Message) -> Sections:
             original = _original_of(part)
             if original is not None:
                 out.originals.append(original)
-        elif isinstance(payload, list):
+        elif part.is_multipart():
             if depth < MAX_DEPTH:
-                stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+                stack.extend((p, depth + 1) for p in reversed(part.get_payload()) if isinstance(p, Message))
         elif ctype == "text/html":
             out.html_texts.append(html_to_text(part_text(part)))
         elif part.get_content_maintype() in ("text", "multipart"):  # multipart here: a boundary-less body

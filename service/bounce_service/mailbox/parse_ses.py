@@ -34,12 +34,12 @@ def parse_ses(text: str) -> SesResult | None:
         return None
     try:
         doc, _ = json.JSONDecoder().raw_decode(_SNS_WRAP.sub("", text[start : start + MAX_JSON]))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
     if isinstance(doc, dict) and isinstance(doc.get("Message"), str):  # raw SNS envelope
         try:
             doc = json.loads(doc["Message"])
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(doc, dict):
         return None

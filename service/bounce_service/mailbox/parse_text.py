@@ -41,7 +41,11 @@ _MESSAGE_HEADER = re.compile(r"(?:Return-Path|Received|Message-I[Dd]|DKIM-Signat
 _HEADER_OR_CONT = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]{0,60}[ \t]*:|[ \t]+\S)")
 
 # Layouts that name a failed recipient.
-_LINE_START = re.compile(r"^[ \t>*•\-\[\"']*(?:\d+\)\s*)?<?" + _ADDR_START + "(" + ADDR + ")>?", re.M)
+# A bare address used as the display name of an angle-addr ("a@x <b@y>") is skipped: per RFC 5322 the
+# address in angle brackets is the mailbox.
+_LINE_START = re.compile(
+    r"^[ \t>*•\-\[\"']*(?:\d+\)\s*)?(?:" + ADDR + r"[ \t]+(?=<))?<?" + _ADDR_START + "(" + ADDR + ")>?", re.M
+)
 _RCPT_TO = re.compile(r"RCPT\s+TO\s*(?::\s*)?<?(" + ADDR + ")", re.I)
 _REPLY_ADDR = re.compile(r"\b[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3}\s+)?<(" + ADDR + r")>\s*(?:\.\.\.|:)")
 _PHRASE = re.compile(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
@@ -18,7 +17,7 @@ from .dsn import DsnRecipient, find_status, has_dsn_fields, parse_fields
 from .parse_autoreply import is_auto_reply
 from .parse_feedback import complainants, is_jmrp
 from .parse_gate import from_mail_system, looks_like_bounce
-from .parse_mime import Sections, header, parse_message, split
+from .parse_mime import Sections, decoded, header, parse_message, split
 from .parse_original import Correlation, from_headers, from_message, from_text
 from .parse_reason import classify
 from .parse_ses import parse_ses
@@ -29,7 +28,6 @@ logger = logging.getLogger(__name__)
 MAX_BYTES = 2 * 1024 * 1024  # the report and the original's headers come first; the rest is its body
 MAX_RECIPIENTS = 200
 MAX_DIAGNOSTIC = 1000
-MAX_SUBJECT = 32 * 1024
 _SPACE = re.compile(r"\s+")
 _MAILBOX = re.compile(r"^[^\s@<>]+@[^\s@<>]+$")
 _DAEMON = re.compile(r"^(?:mailer-?daemon|mail-?daemon|noreply|no-reply|double-bounce)@", re.I)
@@ -65,7 +63,8 @@ def parse_bounce(raw: bytes) -> list[ParsedBounce]:
     Never raises: the mailbox poller feeds it whatever arrives.
     """
     try:
-        return _parse(bytes(raw[:MAX_BYTES]))
+        # POP3 and IMAP hand out CRLF, files and pipes LF: one form, so that "$" ends every line alike.
+        return _parse(bytes(raw[:MAX_BYTES]).replace(b"\r\n", b"\n"))
     except Exception:  # last line of defence; each step below is written not to raise
         size = len(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else type(raw).__name__
         logger.warning("bounce parser failed on a message (%s bytes); ignoring it", size, exc_info=True)
@@ -75,7 +74,7 @@ def parse_bounce(raw: bytes) -> list[ParsedBounce]:
 def _parse(raw: bytes) -> list[ParsedBounce]:
     msg = parse_message(raw)
     sec = split(msg)
-    subject = _decoded(header(msg, "Subject"))
+    subject = decoded(header(msg, "Subject"))
     cut = [split_original(t) for t in (sec.report_texts or sec.html_texts)]
     report = "\n\n".join(r for r, _ in cut)
     quoted = "\n\n".join(q for _, q in cut)
@@ -99,14 +98,6 @@ def _parse(raw: bytes) -> list[ParsedBounce]:
     if not looks_like_bounce(msg, subject, report):
         return []
     return _result(_from_text(msg, sec, report, subject), corr)
-
-
-def _decoded(value: str) -> str:
-    value = value[:MAX_SUBJECT]  # decode_header is quadratic in the number of adjacent encoded-words
-    try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError, AttributeError):  # malformed encoded-words
-        return value
 
 
 def _correlate(sec: Sections, report: str, quoted: str) -> Correlation:

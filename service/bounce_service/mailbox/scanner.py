@@ -123,11 +123,17 @@ class Scanner:
                 continue
             try:
                 raw = client.fetch(message)
-                counts.fetched += 1
-                events = bounce_events(raw, parse_bounce(raw), self.settings)
-            except (MessageError, ValueError) as exc:  # ValueError: the parser's result is no valid event
+            except MessageError as exc:
                 counts.failed += 1
                 log.warning("%s: message %s left in place: %s", self.settings.name, message.uid, exc)
+                continue
+            counts.fetched += 1
+            try:
+                events = bounce_events(raw, parse_bounce(raw), self.settings)
+            except Exception:  # noqa: BLE001 - one message nobody foresaw must not block every later pass
+                counts.failed += 1
+                log.warning("%s: message %s left in place: it could not be turned into bounces",
+                            self.settings.name, message.uid, exc_info=True)
                 continue
             if not events:
                 counts.skipped += 1
