@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import select
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import AsyncIterator
 
 import orjson
@@ -22,6 +23,21 @@ set_json_loads(orjson.loads)
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 # After a failure, requests are refused at once for this long; then one probe request may try again.
 RETRY_AFTER_FAILURE = 1.0
+
+
+async def _check_connection(conn: psycopg.AsyncConnection) -> None:
+    """Detect a connection the server has ended, without a round trip on every checkout.
+
+    An idle connection has nothing to read. When the server ends the session (a restart, a terminated
+    backend) it sends its reason and closes the socket, which makes the socket readable: only then is the
+    pool's full check run, and it raises. A query per checkout would cost more than some transactions.
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
 
 
 class DatabaseDown(psycopg.OperationalError):
@@ -44,7 +60,7 @@ class Database:
             kwargs={"row_factory": dict_row},
             # A connection broken by a database restart is found before it is handed out, so recovery
             # costs nobody a failed request once the server is back.
-            check=AsyncConnectionPool.check_connection,
+            check=_check_connection,
             name="bounce-service",
         )
 
@@ -58,16 +74,18 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def transaction(self, *, pipeline: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection in a transaction, or DatabaseDown at once while the database is known to be down.
 
         Without the fast refusal every request of an outage would wait the pool's full timeout before
         its 503, piling up connections from senders; one probe at a time finds out when it is back.
+        In `pipeline` mode statements are sent without waiting for the previous one's answer until a
+        result is read (BEGIN travels with the first query, COMMIT is one round trip); COPY cannot run so.
         """
         self._admit()
         try:
             async with self.pool.connection() as conn:
-                async with conn.transaction():
+                async with conn.pipeline() if pipeline else nullcontext(), conn.transaction():
                     yield conn
         except UNAVAILABLE:
             self._failed_at = time.monotonic()

@@ -18,13 +18,27 @@ ORDER BY id
 FOR UPDATE
 """
 
-FIND_CAMPAIGNS = "SELECT id, uuid::text AS uuid FROM campaigns WHERE uuid = ANY(%(uuids)s::uuid[])"
-
-INSERT_BOUNCE = """
-INSERT INTO bounces (subscriber_id, email, campaign_id, type, source, meta, event_key, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s, NOW()))
-ON CONFLICT (event_key) DO NOTHING
-RETURNING id
+# A whole batch in one statement (one JSON document of rows): PostgreSQL plans and runs one INSERT instead
+# of one per event. Rows go in in event_key order, so two transactions that share keys (a redelivery racing
+# its original) wait on each other in the same order and cannot deadlock; among equal keys the first event
+# of the batch is the one stored. RETURNING can only name the table's columns, so the ids are drawn first
+# (the MATERIALIZED CTE evaluates nextval exactly once per row) and matched back to the input row `i`.
+# An unknown campaign UUID is kept as a NULL campaign, not refused.
+INSERT_BOUNCES = """
+WITH input AS MATERIALIZED (
+    SELECT nextval('bounces_id_seq') AS id, r.*
+    FROM json_to_recordset(%(rows)s::json) AS r(
+        i integer, subscriber_id bigint, email text, campaign_uuid uuid, type bounce_type, source text,
+        meta jsonb, event_key text, created_at timestamptz)
+), stored AS (
+    INSERT INTO bounces (id, subscriber_id, email, campaign_id, type, source, meta, event_key, created_at)
+    SELECT id, subscriber_id, email, (SELECT c.id FROM campaigns c WHERE c.uuid = input.campaign_uuid), type, source,
+           meta, event_key, COALESCE(created_at, NOW())
+    FROM input ORDER BY event_key COLLATE "C", i
+    ON CONFLICT (event_key) DO NOTHING
+    RETURNING id
+)
+SELECT input.i, stored.id FROM stored JOIN input USING (id)
 """
 
 COUNT_BOUNCES = """

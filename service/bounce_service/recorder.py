@@ -13,13 +13,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from . import metrics, queries
 from .config import ActionRule
 from .db import Database
 from .events import BounceEvent
+
+
+# What each threshold action changes; it counts as fired when any of its statements changed a row.
+ACTION_STATEMENTS = {
+    "unsubscribe": (queries.UNSUBSCRIBE_ALL_LISTS,),
+    "blocklist": (queries.BLOCKLIST_SUBSCRIBER, queries.UNSUBSCRIBE_ALL_LISTS),
+    "delete": (queries.DELETE_SUBSCRIBER,),
+}
 
 
 class Outcome(str, enum.Enum):
@@ -55,7 +63,7 @@ class Recorder:
         events = [event for group in groups for event in group]
         if not events:
             return [RecordResult() for _ in groups]
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(pipeline=True) as conn:
             result = await self._record(conn, events)
         for event, outcome in zip(events, result.outcomes):
             metrics.count_event(event.type, event.source, outcome.value)
@@ -64,22 +72,12 @@ class Recorder:
         return _split(result, [len(group) for group in groups])
 
     async def _record(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> RecordResult:
-        subscribers = await self._lock_subscribers(conn, events)
-        campaigns = await self._campaign_ids(conn, events)
-        resolved = [self._match(subscribers, event) for event in events]
-        # Inserting in event_key order means two concurrent transactions that share keys (a provider's
-        # redelivery racing its original) wait on each other in the same order and cannot deadlock.
-        order = sorted(range(len(events)), key=lambda i: (events[i].event_key is None, events[i].event_key or ""))
-        params = [self._row(events[i], resolved[i], campaigns) for i in order]
-
-        inserted: dict[int, int] = {}
-        async with conn.cursor() as cur:
-            await cur.executemany(queries.INSERT_BOUNCE, params, returning=True)
-            for index in order:
-                row = await cur.fetchone()
-                if row is not None:
-                    inserted[index] = row["id"]
-                cur.nextset()
+        subscribers = _Subscribers(await self._lock_subscribers(conn, events))
+        resolved = [subscribers.match(event) for event in events]
+        rows = [self._row(index, event, subscriber)
+                for index, (event, subscriber) in enumerate(zip(events, resolved))]
+        cursor = await conn.execute(queries.INSERT_BOUNCES, {"rows": orjson.dumps(rows).decode()})
+        inserted = {row["i"]: row["id"] for row in await cursor.fetchall()}
 
         result = RecordResult()
         # Newly stored bounces per (subscriber, type): only those can move a subscriber over a threshold.
@@ -103,44 +101,25 @@ class Recorder:
         return result
 
     @staticmethod
-    def _row(event: BounceEvent, subscriber: dict | None, campaigns: dict[str, int]) -> tuple:
-        return (
-            subscriber["id"] if subscriber else None,
-            event.email or (subscriber["email"] if subscriber else ""),
-            campaigns.get(event.campaign_uuid.lower()) if event.campaign_uuid else None,
-            event.type,
-            event.source,
-            Jsonb(event.meta),
-            event.event_key,
-            event.created_at,
-        )
+    def _row(index: int, event: BounceEvent, subscriber: dict | None) -> dict:
+        """One row of INSERT_BOUNCES's JSON input."""
+        return {
+            "i": index,
+            "subscriber_id": subscriber["id"] if subscriber else None,
+            "email": event.email or (subscriber["email"] if subscriber else ""),
+            "campaign_uuid": event.campaign_uuid,
+            "type": event.type,
+            "source": event.source,
+            "meta": event.meta,
+            "event_key": event.event_key,
+            "created_at": event.created_at,
+        }
 
     async def _lock_subscribers(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> list[dict]:
         uuids = sorted({e.subscriber_uuid.lower() for e in events if e.subscriber_uuid})
         emails = sorted({e.email for e in events if e.email})
         cursor = await conn.execute(queries.LOCK_SUBSCRIBERS, {"uuids": uuids, "emails": emails})
         return await cursor.fetchall()
-
-    async def _campaign_ids(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> dict[str, int]:
-        uuids = sorted({e.campaign_uuid.lower() for e in events if e.campaign_uuid})
-        if not uuids:
-            return {}
-        cursor = await conn.execute(queries.FIND_CAMPAIGNS, {"uuids": uuids})
-        return {row["uuid"]: row["id"] for row in await cursor.fetchall()}
-
-    @staticmethod
-    def _match(subscribers: list[dict], event: BounceEvent) -> dict | None:
-        """By UUID first; an unknown UUID falls back to the address rather than losing the subscriber."""
-        if event.subscriber_uuid:
-            wanted = event.subscriber_uuid.lower()
-            for subscriber in subscribers:
-                if subscriber["uuid"] == wanted:
-                    return subscriber
-        if event.email:
-            for subscriber in subscribers:
-                if subscriber["email"] == event.email:
-                    return subscriber
-        return None
 
     async def _apply_threshold(
         self, conn: psycopg.AsyncConnection, subscriber_id: int, kind: str, bounce_id: int
@@ -154,18 +133,27 @@ class Recorder:
         if (await cursor.fetchone())["n"] < rule.count:
             return None
         ids = {"subscriber_id": subscriber_id}
-        if rule.action == "unsubscribe":
-            changed = (await conn.execute(queries.UNSUBSCRIBE_ALL_LISTS, ids)).rowcount > 0
-        elif rule.action == "blocklist":
-            blocked = (await conn.execute(queries.BLOCKLIST_SUBSCRIBER, ids)).rowcount > 0
-            unsubscribed = (await conn.execute(queries.UNSUBSCRIBE_ALL_LISTS, ids)).rowcount > 0
-            changed = blocked or unsubscribed
-        else:  # delete
-            changed = (await conn.execute(queries.DELETE_SUBSCRIBER, ids)).rowcount > 0
+        async with conn.pipeline():  # leaving the block syncs: the statements' row counts are known after it
+            cursors = [await conn.execute(statement, ids) for statement in ACTION_STATEMENTS[rule.action]]
+        changed = any(cursor.rowcount > 0 for cursor in cursors)
         if not changed:
             return None
         await conn.execute(queries.MARK_ACTION, {"action": rule.action, "bounce_id": bounce_id})
         return FiredAction(subscriber_id=subscriber_id, bounce_id=bounce_id, action=rule.action)
+
+
+class _Subscribers:
+    """The locked subscribers of a batch, found by UUID first; an unknown UUID falls back to the address."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.by_uuid = {row["uuid"]: row for row in rows}
+        self.by_email = {row["email"]: row for row in rows}
+
+    def match(self, event: BounceEvent) -> dict | None:
+        found = self.by_uuid.get(event.subscriber_uuid.lower()) if event.subscriber_uuid else None
+        if found is None and event.email:
+            found = self.by_email.get(event.email)
+        return found
 
 
 def _split(result: RecordResult, sizes: list[int]) -> list[RecordResult]:
