@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import select
 import time
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import orjson
@@ -74,18 +74,16 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self, *, pipeline: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection in a transaction, or DatabaseDown at once while the database is known to be down.
 
         Without the fast refusal every request of an outage would wait the pool's full timeout before
         its 503, piling up connections from senders; one probe at a time finds out when it is back.
-        In `pipeline` mode statements are sent without waiting for the previous one's answer until a
-        result is read (BEGIN travels with the first query, COMMIT is one round trip); COPY cannot run so.
         """
         self._admit()
         try:
             async with self.pool.connection() as conn:
-                async with conn.pipeline() if pipeline else nullcontext(), conn.transaction():
+                async with conn.transaction():
                     yield conn
         except UNAVAILABLE:
             self._failed_at = time.monotonic()

@@ -63,7 +63,7 @@ class Recorder:
         events = [event for group in groups for event in group]
         if not events:
             return [RecordResult() for _ in groups]
-        async with self.db.transaction(pipeline=True) as conn:
+        async with self.db.transaction() as conn:
             result = await self._record(conn, events)
         for event, outcome in zip(events, result.outcomes):
             metrics.count_event(event.type, event.source, outcome.value)
@@ -72,22 +72,18 @@ class Recorder:
         return _split(result, [len(group) for group in groups])
 
     async def _record(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> RecordResult:
-        subscribers = _Subscribers(await self._lock_subscribers(conn, events))
-        resolved = [subscribers.match(event) for event in events]
-        rows = [self._row(index, event, subscriber)
-                for index, (event, subscriber) in enumerate(zip(events, resolved))]
-        cursor = await conn.execute(queries.INSERT_BOUNCES, {"rows": orjson.dumps(rows).decode()})
-        inserted = {row["i"]: row["id"] for row in await cursor.fetchall()}
+        rows = orjson.dumps([self._row(index, event) for index, event in enumerate(events)]).decode()
+        stored = {row["i"]: row for row in await (await conn.execute(queries.RECORD_BOUNCES, {"rows": rows})).fetchall()}
 
         result = RecordResult()
         # Newly stored bounces per (subscriber, type): only those can move a subscriber over a threshold.
         fresh: dict[tuple[int, str], list[int]] = defaultdict(list)
-        for index, (event, subscriber) in enumerate(zip(events, resolved)):
-            bounce_id = inserted.get(index)
-            result.outcomes.append(Outcome.RECORDED if bounce_id is not None else Outcome.DUPLICATE)
-            result.bounce_ids.append(bounce_id)
-            if bounce_id is not None and subscriber is not None:
-                fresh[(subscriber["id"], event.type)].append(bounce_id)
+        for index, event in enumerate(events):
+            row = stored.get(index)
+            result.outcomes.append(Outcome.RECORDED if row is not None else Outcome.DUPLICATE)
+            result.bounce_ids.append(row["id"] if row is not None else None)
+            if row is not None and row["subscriber_id"] is not None:
+                fresh[(row["subscriber_id"], event.type)].append(row["id"])
 
         deleted: set[int] = set()
         for (subscriber_id, kind), bounce_ids in sorted(fresh.items()):
@@ -101,12 +97,12 @@ class Recorder:
         return result
 
     @staticmethod
-    def _row(index: int, event: BounceEvent, subscriber: dict | None) -> dict:
-        """One row of INSERT_BOUNCES's JSON input."""
+    def _row(index: int, event: BounceEvent) -> dict:
+        """One row of RECORD_BOUNCES's JSON input."""
         return {
             "i": index,
-            "subscriber_id": subscriber["id"] if subscriber else None,
-            "email": event.email or (subscriber["email"] if subscriber else ""),
+            "email": event.email,
+            "subscriber_uuid": event.subscriber_uuid,
             "campaign_uuid": event.campaign_uuid,
             "type": event.type,
             "source": event.source,
@@ -114,12 +110,6 @@ class Recorder:
             "event_key": event.event_key,
             "created_at": event.created_at,
         }
-
-    async def _lock_subscribers(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> list[dict]:
-        uuids = sorted({e.subscriber_uuid.lower() for e in events if e.subscriber_uuid})
-        emails = sorted({e.email for e in events if e.email})
-        cursor = await conn.execute(queries.LOCK_SUBSCRIBERS, {"uuids": uuids, "emails": emails})
-        return await cursor.fetchall()
 
     async def _apply_threshold(
         self, conn: psycopg.AsyncConnection, subscriber_id: int, kind: str, bounce_id: int
@@ -133,27 +123,13 @@ class Recorder:
         if (await cursor.fetchone())["n"] < rule.count:
             return None
         ids = {"subscriber_id": subscriber_id}
-        async with conn.pipeline():  # leaving the block syncs: the statements' row counts are known after it
-            cursors = [await conn.execute(statement, ids) for statement in ACTION_STATEMENTS[rule.action]]
-        changed = any(cursor.rowcount > 0 for cursor in cursors)
+        changed = False
+        for statement in ACTION_STATEMENTS[rule.action]:
+            changed = (await conn.execute(statement, ids)).rowcount > 0 or changed
         if not changed:
             return None
         await conn.execute(queries.MARK_ACTION, {"action": rule.action, "bounce_id": bounce_id})
         return FiredAction(subscriber_id=subscriber_id, bounce_id=bounce_id, action=rule.action)
-
-
-class _Subscribers:
-    """The locked subscribers of a batch, found by UUID first; an unknown UUID falls back to the address."""
-
-    def __init__(self, rows: list[dict]) -> None:
-        self.by_uuid = {row["uuid"]: row for row in rows}
-        self.by_email = {row["email"]: row for row in rows}
-
-    def match(self, event: BounceEvent) -> dict | None:
-        found = self.by_uuid.get(event.subscriber_uuid.lower()) if event.subscriber_uuid else None
-        if found is None and event.email:
-            found = self.by_email.get(event.email)
-        return found
 
 
 def _split(result: RecordResult, sizes: list[int]) -> list[RecordResult]:
