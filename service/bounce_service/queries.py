@@ -53,25 +53,31 @@ WITH input AS MATERIALIZED (
 SELECT matched.i, stored.id, stored.subscriber_id FROM stored JOIN matched USING (id)
 """
 
-COUNT_BOUNCES = """
-SELECT COUNT(*) AS n FROM bounces
-WHERE subscriber_id = %(subscriber_id)s AND type = %(type)s
+# Thresholds, for all the subscribers of one bounce type in a batch at once: a statement per step, not
+# per subscriber. Each action statement returns the subscribers it changed.
+REACHED_THRESHOLD = """
+SELECT subscriber_id FROM bounces
+WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND type = %(type)s
   AND (%(window)s::interval IS NULL OR created_at >= NOW() - %(window)s::interval)
+GROUP BY subscriber_id
+HAVING COUNT(*) >= %(count)s
 """
 
 UNSUBSCRIBE_ALL_LISTS = """
 UPDATE subscriber_lists SET status = 'unsubscribed', updated_at = NOW()
-WHERE subscriber_id = %(subscriber_id)s AND status <> 'unsubscribed'
+WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND status <> 'unsubscribed'
+RETURNING subscriber_id
 """
 
-BLOCKLIST_SUBSCRIBER = """
+BLOCKLIST_SUBSCRIBERS = """
 UPDATE subscribers SET status = 'blocklisted', updated_at = NOW()
-WHERE id = %(subscriber_id)s AND status <> 'blocklisted'
+WHERE id = ANY(%(subscriber_ids)s::bigint[]) AND status <> 'blocklisted'
+RETURNING id AS subscriber_id
 """
 
-DELETE_SUBSCRIBER = "DELETE FROM subscribers WHERE id = %(subscriber_id)s"
+DELETE_SUBSCRIBERS = "DELETE FROM subscribers WHERE id = ANY(%(subscriber_ids)s::bigint[]) RETURNING id AS subscriber_id"
 
-MARK_ACTION = "UPDATE bounces SET action = %(action)s WHERE id = %(bounce_id)s"
+MARK_ACTIONS = "UPDATE bounces SET action = %(action)s WHERE id = ANY(%(bounce_ids)s::bigint[])"
 
 # ---- mailbox scanner ----------------------------------------------------------------------------------
 

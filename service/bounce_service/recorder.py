@@ -25,8 +25,8 @@ from .events import BounceEvent
 # What each threshold action changes; it counts as fired when any of its statements changed a row.
 ACTION_STATEMENTS = {
     "unsubscribe": (queries.UNSUBSCRIBE_ALL_LISTS,),
-    "blocklist": (queries.BLOCKLIST_SUBSCRIBER, queries.UNSUBSCRIBE_ALL_LISTS),
-    "delete": (queries.DELETE_SUBSCRIBER,),
+    "blocklist": (queries.BLOCKLIST_SUBSCRIBERS, queries.UNSUBSCRIBE_ALL_LISTS),
+    "delete": (queries.DELETE_SUBSCRIBERS,),
 }
 
 
@@ -85,15 +85,17 @@ class Recorder:
             if row is not None and row["subscriber_id"] is not None:
                 fresh[(row["subscriber_id"], event.type)].append(row["id"])
 
+        # One type after another (in sorted order): a subscriber with bounces of two types in the batch sees
+        # the first type's action before the second's, and one that was deleted is not acted on again.
         deleted: set[int] = set()
-        for (subscriber_id, kind), bounce_ids in sorted(fresh.items()):
-            if subscriber_id in deleted:
-                continue
-            fired = await self._apply_threshold(conn, subscriber_id, kind, bounce_ids[-1])
-            if fired is not None:
-                result.actions.append(fired)
-                if fired.action == "delete":
-                    deleted.add(subscriber_id)
+        for kind in sorted({kind for _, kind in fresh}):
+            latest = {subscriber_id: ids[-1] for (subscriber_id, of), ids in fresh.items()
+                      if of == kind and subscriber_id not in deleted}
+            fired = await self._apply_threshold(conn, kind, latest)
+            result.actions += fired
+            if self.actions[kind].action == "delete":
+                deleted.update(action.subscriber_id for action in fired)
+        result.actions.sort(key=lambda action: action.bounce_id)
         return result
 
     @staticmethod
@@ -111,25 +113,28 @@ class Recorder:
             "created_at": event.created_at,
         }
 
-    async def _apply_threshold(
-        self, conn: psycopg.AsyncConnection, subscriber_id: int, kind: str, bounce_id: int
-    ) -> FiredAction | None:
+    async def _apply_threshold(self, conn: psycopg.AsyncConnection, kind: str, latest: dict[int, int]) -> list[FiredAction]:
+        """Act on the subscribers (of `latest`: subscriber id -> its newest bounce) over `kind`'s threshold.
+
+        An action fires only where it changed something; the bounce that fired it is marked.
+        """
         rule = self.actions[kind]
-        if rule.action == "none":
-            return None
-        cursor = await conn.execute(
-            queries.COUNT_BOUNCES, {"subscriber_id": subscriber_id, "type": kind, "window": rule.window}
-        )
-        if (await cursor.fetchone())["n"] < rule.count:
-            return None
-        ids = {"subscriber_id": subscriber_id}
-        changed = False
+        if rule.action == "none" or not latest:
+            return []
+        reached = await (await conn.execute(queries.REACHED_THRESHOLD, {
+            "subscriber_ids": sorted(latest), "type": kind, "window": rule.window, "count": rule.count})).fetchall()
+        if not reached:
+            return []
+        ids = {"subscriber_ids": sorted(row["subscriber_id"] for row in reached)}
+        changed: set[int] = set()
         for statement in ACTION_STATEMENTS[rule.action]:
-            changed = (await conn.execute(statement, ids)).rowcount > 0 or changed
+            changed.update(row["subscriber_id"] for row in await (await conn.execute(statement, ids)).fetchall())
         if not changed:
-            return None
-        await conn.execute(queries.MARK_ACTION, {"action": rule.action, "bounce_id": bounce_id})
-        return FiredAction(subscriber_id=subscriber_id, bounce_id=bounce_id, action=rule.action)
+            return []
+        fired = [FiredAction(subscriber_id=subscriber_id, bounce_id=latest[subscriber_id], action=rule.action)
+                 for subscriber_id in sorted(changed)]
+        await conn.execute(queries.MARK_ACTIONS, {"action": rule.action, "bounce_ids": [f.bounce_id for f in fired]})
+        return fired
 
 
 def _split(result: RecordResult, sizes: list[int]) -> list[RecordResult]:
