@@ -57,7 +57,9 @@ class Database:
             # fresh attempt at once: recovery takes seconds, whatever the outage's length.
             reconnect_timeout=2.0,
             open=False,
-            kwargs={"row_factory": dict_row},
+            # Autocommit: a block of one statement needs no BEGIN and COMMIT (see `transaction`); every
+            # other block opens its transaction explicitly.
+            kwargs={"row_factory": dict_row, "autocommit": True},
             # A connection broken by a database restart is found before it is handed out, so recovery
             # costs nobody a failed request once the server is back.
             check=_check_connection,
@@ -74,17 +76,22 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def transaction(self, *, single_statement: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection in a transaction, or DatabaseDown at once while the database is known to be down.
 
         Without the fast refusal every request of an outage would wait the pool's full timeout before
         its 503, piling up connections from senders; one probe at a time finds out when it is back.
+        A `single_statement` block runs exactly one statement, which is then its own transaction: it is
+        committed (durably) when the statement returns, without the round trips of BEGIN and COMMIT.
         """
         self._admit()
         try:
             async with self.pool.connection() as conn:
-                async with conn.transaction():
+                if single_statement:
                     yield conn
+                else:
+                    async with conn.transaction():
+                        yield conn
         except UNAVAILABLE:
             self._failed_at = time.monotonic()
             self._probing = False

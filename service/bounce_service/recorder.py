@@ -63,7 +63,9 @@ class Recorder:
         events = [event for group in groups for event in group]
         if not events:
             return [RecordResult() for _ in groups]
-        async with self.db.transaction() as conn:
+        # Types whose action is "none" have no threshold step: a batch of only those is one statement.
+        alone = all(self.actions[event.type].action == "none" for event in events)
+        async with self.db.transaction(single_statement=alone) as conn:
             result = await self._record(conn, events)
         for event, outcome in zip(events, result.outcomes):
             metrics.count_event(event.type, event.source, outcome.value)
