@@ -25,9 +25,9 @@ test: $(STAMP)
 	scripts/install-system-deps.sh
 	$(BIN)/python -m pytest
 
-## Benchmarks (not part of the tests); figures go to BENCHMARKS.md
+## Benchmarks (not part of the tests; bench/_*.py are their shared parts); figures go to BENCHMARKS.md
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .tmp .pytest_cache

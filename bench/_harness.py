@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import httpx
 import yaml
@@ -101,21 +101,26 @@ def service(db_url: str, config: Path, secrets: Path) -> Iterator[str]:
 
 
 @contextmanager
-def bare_endpoint() -> Iterator[str]:
-    """The framework's ceiling: the same server settings, an endpoint that does nothing."""
+def uvicorn_app(target: str, *, ready: str, env: dict[str, str] | None = None, factory: bool = False) -> Iterator[str]:
+    """`target` under uvicorn with the service's server settings: 2 workers, uvloop + httptools, quiet."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench._bare:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--log-level", "warning", "--no-server-header"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+         "--log-level", "warning", "--no-server-header", *(["--factory"] if factory else [])],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, path="/healthz")
+        wait_ready(url, process, path=ready)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def bare_endpoint() -> ContextManager[str]:
+    """The framework's ceiling: the same server settings, an endpoint that does nothing."""
+    return uvicorn_app("bench._bare:app", ready="/healthz")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -132,4 +133,9 @@ def create_app(config: ServiceConfig) -> Starlette:
 def app_from_environment() -> Starlette:
     """uvicorn factory for worker processes: the CLI validated the same file before starting them."""
     secrets = SecretSource.default(os.environ.get("BOUNCE_SECRETS_DIR"))
-    return create_app(load_config(os.environ["BOUNCE_CONFIG"], secrets=secrets))
+    app = create_app(load_config(os.environ["BOUNCE_CONFIG"], secrets=secrets))
+    # What start-up loaded (modules, schemas, CEL programs) lives as long as the worker: kept out of the
+    # collector's full passes, which would otherwise walk all of it again and again under load.
+    gc.collect()
+    gc.freeze()
+    return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -24,6 +25,21 @@ UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 RETRY_AFTER_FAILURE = 1.0
 
 
+async def _check_connection(conn: psycopg.AsyncConnection) -> None:
+    """Detect a connection the server has ended, without a round trip on every checkout.
+
+    An idle connection has nothing to read. When the server ends the session (a restart, a terminated
+    backend) it sends its reason and closes the socket, which makes the socket readable: only then is the
+    pool's full check run, and it raises. A query per checkout would cost more than some transactions.
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 class DatabaseDown(psycopg.OperationalError):
     """Refused without trying: the database failed a moment ago and a probe has not yet succeeded."""
 
@@ -41,10 +57,12 @@ class Database:
             # fresh attempt at once: recovery takes seconds, whatever the outage's length.
             reconnect_timeout=2.0,
             open=False,
-            kwargs={"row_factory": dict_row},
+            # Autocommit: a block of one statement needs no BEGIN and COMMIT (see `transaction`); every
+            # other block opens its transaction explicitly.
+            kwargs={"row_factory": dict_row, "autocommit": True},
             # A connection broken by a database restart is found before it is handed out, so recovery
             # costs nobody a failed request once the server is back.
-            check=AsyncConnectionPool.check_connection,
+            check=_check_connection,
             name="bounce-service",
         )
 
@@ -58,17 +76,22 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def transaction(self, *, single_statement: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection in a transaction, or DatabaseDown at once while the database is known to be down.
 
         Without the fast refusal every request of an outage would wait the pool's full timeout before
         its 503, piling up connections from senders; one probe at a time finds out when it is back.
+        A `single_statement` block runs exactly one statement, which is then its own transaction: it is
+        committed (durably) when the statement returns, without the round trips of BEGIN and COMMIT.
         """
         self._admit()
         try:
             async with self.pool.connection() as conn:
-                async with conn.transaction():
+                if single_statement:
                     yield conn
+                else:
+                    async with conn.transaction():
+                        yield conn
         except UNAVAILABLE:
             self._failed_at = time.monotonic()
             self._probing = False

@@ -24,7 +24,7 @@ Pending = tuple[Sequence[BounceEvent], "asyncio.Future[RecordResult]"]
 
 
 class GroupCommitter:
-    def __init__(self, recorder: Recorder, *, max_events: int = 1000, max_wait: float = 0.0, flushers: int = 2) -> None:
+    def __init__(self, recorder: Recorder, *, max_events: int = 1000, max_wait: float = 0.0, flushers: int = 1) -> None:
         self.recorder = recorder
         self.max_events = max_events
         self.max_wait = max_wait

@@ -10,42 +10,74 @@ from psycopg import sql
 
 # ---- recorder -----------------------------------------------------------------------------------------
 
-LOCK_SUBSCRIBERS = """
-SELECT id, uuid::text AS uuid, LOWER(email) AS email, status
-FROM subscribers
-WHERE uuid = ANY(%(uuids)s::uuid[]) OR LOWER(email) = ANY(%(emails)s::text[])
-ORDER BY id
-FOR UPDATE
+# A whole batch in one statement (one JSON document of rows), so a shared transaction is BEGIN, this, the
+# thresholds of the subscribers it touched, COMMIT.
+# - The subscribers the batch names are locked first, in id order (concurrent batches cannot deadlock):
+#   that serialises concurrent events for one subscriber, so a threshold fires once. `all_locked` makes
+#   every lock taken before the first insert, whatever join order the planner picks.
+# - A subscriber is found by UUID first; an unknown UUID falls back to the address.
+# - Rows go in in event_key order, so two transactions that share keys (a redelivery racing its original)
+#   wait on each other in the same order; among equal keys the first event of the batch is stored.
+# - RETURNING can only name the table's columns, so ids are drawn first (the MATERIALIZED CTE evaluates
+#   nextval exactly once per row) and matched back to the input row `i`.
+# - An unknown campaign UUID is kept as a NULL campaign, not refused.
+RECORD_BOUNCES = """
+WITH input AS MATERIALIZED (
+    SELECT nextval('bounces_id_seq') AS id, r.*
+    FROM json_to_recordset(%(rows)s::json) AS r(
+        i integer, email text, subscriber_uuid uuid, campaign_uuid uuid, type bounce_type, source text,
+        meta jsonb, event_key text, created_at timestamptz)
+), locked AS MATERIALIZED (
+    SELECT id, uuid, LOWER(email) AS email FROM subscribers
+    WHERE uuid = ANY(ARRAY(SELECT subscriber_uuid FROM input WHERE subscriber_uuid IS NOT NULL))
+       OR LOWER(email) = ANY(ARRAY(SELECT email FROM input WHERE email <> ''))
+    ORDER BY id
+    FOR UPDATE
+), all_locked AS (
+    SELECT COUNT(*) FROM locked
+), matched AS MATERIALIZED (
+    SELECT input.*, COALESCE(by_uuid.id, by_email.id) AS subscriber_id,
+           CASE WHEN input.email <> '' THEN input.email ELSE COALESCE(by_uuid.email, '') END AS address
+    FROM input
+    CROSS JOIN all_locked
+    LEFT JOIN locked by_uuid ON by_uuid.uuid = input.subscriber_uuid
+    LEFT JOIN locked by_email ON by_uuid.id IS NULL AND by_email.email = input.email
+), stored AS (
+    INSERT INTO bounces (id, subscriber_id, email, campaign_id, type, source, meta, event_key, created_at)
+    SELECT id, subscriber_id, address, (SELECT c.id FROM campaigns c WHERE c.uuid = matched.campaign_uuid),
+           type, source, meta, event_key, COALESCE(created_at, NOW())
+    FROM matched ORDER BY event_key COLLATE "C", i
+    ON CONFLICT (event_key) DO NOTHING
+    RETURNING id, subscriber_id
+)
+SELECT matched.i, stored.id, stored.subscriber_id FROM stored JOIN matched USING (id)
 """
 
-FIND_CAMPAIGNS = "SELECT id, uuid::text AS uuid FROM campaigns WHERE uuid = ANY(%(uuids)s::uuid[])"
-
-INSERT_BOUNCE = """
-INSERT INTO bounces (subscriber_id, email, campaign_id, type, source, meta, event_key, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s, NOW()))
-ON CONFLICT (event_key) DO NOTHING
-RETURNING id
-"""
-
-COUNT_BOUNCES = """
-SELECT COUNT(*) AS n FROM bounces
-WHERE subscriber_id = %(subscriber_id)s AND type = %(type)s
+# Thresholds, for all the subscribers of one bounce type in a batch at once: a statement per step, not
+# per subscriber. Each action statement returns the subscribers it changed.
+REACHED_THRESHOLD = """
+SELECT subscriber_id FROM bounces
+WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND type = %(type)s
   AND (%(window)s::interval IS NULL OR created_at >= NOW() - %(window)s::interval)
+GROUP BY subscriber_id
+HAVING COUNT(*) >= %(count)s
 """
 
 UNSUBSCRIBE_ALL_LISTS = """
 UPDATE subscriber_lists SET status = 'unsubscribed', updated_at = NOW()
-WHERE subscriber_id = %(subscriber_id)s AND status <> 'unsubscribed'
+WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND status <> 'unsubscribed'
+RETURNING subscriber_id
 """
 
-BLOCKLIST_SUBSCRIBER = """
+BLOCKLIST_SUBSCRIBERS = """
 UPDATE subscribers SET status = 'blocklisted', updated_at = NOW()
-WHERE id = %(subscriber_id)s AND status <> 'blocklisted'
+WHERE id = ANY(%(subscriber_ids)s::bigint[]) AND status <> 'blocklisted'
+RETURNING id AS subscriber_id
 """
 
-DELETE_SUBSCRIBER = "DELETE FROM subscribers WHERE id = %(subscriber_id)s"
+DELETE_SUBSCRIBERS = "DELETE FROM subscribers WHERE id = ANY(%(subscriber_ids)s::bigint[]) RETURNING id AS subscriber_id"
 
-MARK_ACTION = "UPDATE bounces SET action = %(action)s WHERE id = %(bounce_id)s"
+MARK_ACTIONS = "UPDATE bounces SET action = %(action)s WHERE id = ANY(%(bounce_ids)s::bigint[])"
 
 # ---- provider signature tokens (providers/_tokens.py) ---------------------------------------------------
 

@@ -13,13 +13,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from . import metrics, queries
 from .config import ActionRule
 from .db import Database
 from .events import BounceEvent
+
+
+# What each threshold action changes; it counts as fired when any of its statements changed a row.
+ACTION_STATEMENTS = {
+    "unsubscribe": (queries.UNSUBSCRIBE_ALL_LISTS,),
+    "blocklist": (queries.BLOCKLIST_SUBSCRIBERS, queries.UNSUBSCRIBE_ALL_LISTS),
+    "delete": (queries.DELETE_SUBSCRIBERS,),
+}
 
 
 class Outcome(str, enum.Enum):
@@ -55,7 +63,9 @@ class Recorder:
         events = [event for group in groups for event in group]
         if not events:
             return [RecordResult() for _ in groups]
-        async with self.db.transaction() as conn:
+        # Types whose action is "none" have no threshold step: a batch of only those is one statement.
+        alone = all(self.actions[event.type].action == "none" for event in events)
+        async with self.db.transaction(single_statement=alone) as conn:
             result = await self._record(conn, events)
         for event, outcome in zip(events, result.outcomes):
             metrics.count_event(event.type, event.source, outcome.value)
@@ -64,108 +74,69 @@ class Recorder:
         return _split(result, [len(group) for group in groups])
 
     async def _record(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> RecordResult:
-        subscribers = await self._lock_subscribers(conn, events)
-        campaigns = await self._campaign_ids(conn, events)
-        resolved = [self._match(subscribers, event) for event in events]
-        # Inserting in event_key order means two concurrent transactions that share keys (a provider's
-        # redelivery racing its original) wait on each other in the same order and cannot deadlock.
-        order = sorted(range(len(events)), key=lambda i: (events[i].event_key is None, events[i].event_key or ""))
-        params = [self._row(events[i], resolved[i], campaigns) for i in order]
-
-        inserted: dict[int, int] = {}
-        async with conn.cursor() as cur:
-            await cur.executemany(queries.INSERT_BOUNCE, params, returning=True)
-            for index in order:
-                row = await cur.fetchone()
-                if row is not None:
-                    inserted[index] = row["id"]
-                cur.nextset()
+        rows = orjson.dumps([self._row(index, event) for index, event in enumerate(events)]).decode()
+        stored = {row["i"]: row for row in await (await conn.execute(queries.RECORD_BOUNCES, {"rows": rows})).fetchall()}
 
         result = RecordResult()
         # Newly stored bounces per (subscriber, type): only those can move a subscriber over a threshold.
         fresh: dict[tuple[int, str], list[int]] = defaultdict(list)
-        for index, (event, subscriber) in enumerate(zip(events, resolved)):
-            bounce_id = inserted.get(index)
-            result.outcomes.append(Outcome.RECORDED if bounce_id is not None else Outcome.DUPLICATE)
-            result.bounce_ids.append(bounce_id)
-            if bounce_id is not None and subscriber is not None:
-                fresh[(subscriber["id"], event.type)].append(bounce_id)
+        for index, event in enumerate(events):
+            row = stored.get(index)
+            result.outcomes.append(Outcome.RECORDED if row is not None else Outcome.DUPLICATE)
+            result.bounce_ids.append(row["id"] if row is not None else None)
+            if row is not None and row["subscriber_id"] is not None:
+                fresh[(row["subscriber_id"], event.type)].append(row["id"])
 
+        # One type after another (in sorted order): a subscriber with bounces of two types in the batch sees
+        # the first type's action before the second's, and one that was deleted is not acted on again.
         deleted: set[int] = set()
-        for (subscriber_id, kind), bounce_ids in sorted(fresh.items()):
-            if subscriber_id in deleted:
-                continue
-            fired = await self._apply_threshold(conn, subscriber_id, kind, bounce_ids[-1])
-            if fired is not None:
-                result.actions.append(fired)
-                if fired.action == "delete":
-                    deleted.add(subscriber_id)
+        for kind in sorted({kind for _, kind in fresh}):
+            latest = {subscriber_id: ids[-1] for (subscriber_id, of), ids in fresh.items()
+                      if of == kind and subscriber_id not in deleted}
+            fired = await self._apply_threshold(conn, kind, latest)
+            result.actions += fired
+            if self.actions[kind].action == "delete":
+                deleted.update(action.subscriber_id for action in fired)
+        result.actions.sort(key=lambda action: action.bounce_id)
         return result
 
     @staticmethod
-    def _row(event: BounceEvent, subscriber: dict | None, campaigns: dict[str, int]) -> tuple:
-        return (
-            subscriber["id"] if subscriber else None,
-            event.email or (subscriber["email"] if subscriber else ""),
-            campaigns.get(event.campaign_uuid.lower()) if event.campaign_uuid else None,
-            event.type,
-            event.source,
-            Jsonb(event.meta),
-            event.event_key,
-            event.created_at,
-        )
+    def _row(index: int, event: BounceEvent) -> dict:
+        """One row of RECORD_BOUNCES's JSON input."""
+        return {
+            "i": index,
+            "email": event.email,
+            "subscriber_uuid": event.subscriber_uuid,
+            "campaign_uuid": event.campaign_uuid,
+            "type": event.type,
+            "source": event.source,
+            "meta": event.meta,
+            "event_key": event.event_key,
+            "created_at": event.created_at,
+        }
 
-    async def _lock_subscribers(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> list[dict]:
-        uuids = sorted({e.subscriber_uuid.lower() for e in events if e.subscriber_uuid})
-        emails = sorted({e.email for e in events if e.email})
-        cursor = await conn.execute(queries.LOCK_SUBSCRIBERS, {"uuids": uuids, "emails": emails})
-        return await cursor.fetchall()
+    async def _apply_threshold(self, conn: psycopg.AsyncConnection, kind: str, latest: dict[int, int]) -> list[FiredAction]:
+        """Act on the subscribers (of `latest`: subscriber id -> its newest bounce) over `kind`'s threshold.
 
-    async def _campaign_ids(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> dict[str, int]:
-        uuids = sorted({e.campaign_uuid.lower() for e in events if e.campaign_uuid})
-        if not uuids:
-            return {}
-        cursor = await conn.execute(queries.FIND_CAMPAIGNS, {"uuids": uuids})
-        return {row["uuid"]: row["id"] for row in await cursor.fetchall()}
-
-    @staticmethod
-    def _match(subscribers: list[dict], event: BounceEvent) -> dict | None:
-        """By UUID first; an unknown UUID falls back to the address rather than losing the subscriber."""
-        if event.subscriber_uuid:
-            wanted = event.subscriber_uuid.lower()
-            for subscriber in subscribers:
-                if subscriber["uuid"] == wanted:
-                    return subscriber
-        if event.email:
-            for subscriber in subscribers:
-                if subscriber["email"] == event.email:
-                    return subscriber
-        return None
-
-    async def _apply_threshold(
-        self, conn: psycopg.AsyncConnection, subscriber_id: int, kind: str, bounce_id: int
-    ) -> FiredAction | None:
+        An action fires only where it changed something; the bounce that fired it is marked.
+        """
         rule = self.actions[kind]
-        if rule.action == "none":
-            return None
-        cursor = await conn.execute(
-            queries.COUNT_BOUNCES, {"subscriber_id": subscriber_id, "type": kind, "window": rule.window}
-        )
-        if (await cursor.fetchone())["n"] < rule.count:
-            return None
-        ids = {"subscriber_id": subscriber_id}
-        if rule.action == "unsubscribe":
-            changed = (await conn.execute(queries.UNSUBSCRIBE_ALL_LISTS, ids)).rowcount > 0
-        elif rule.action == "blocklist":
-            blocked = (await conn.execute(queries.BLOCKLIST_SUBSCRIBER, ids)).rowcount > 0
-            unsubscribed = (await conn.execute(queries.UNSUBSCRIBE_ALL_LISTS, ids)).rowcount > 0
-            changed = blocked or unsubscribed
-        else:  # delete
-            changed = (await conn.execute(queries.DELETE_SUBSCRIBER, ids)).rowcount > 0
+        if rule.action == "none" or not latest:
+            return []
+        reached = await (await conn.execute(queries.REACHED_THRESHOLD, {
+            "subscriber_ids": sorted(latest), "type": kind, "window": rule.window, "count": rule.count})).fetchall()
+        if not reached:
+            return []
+        ids = {"subscriber_ids": sorted(row["subscriber_id"] for row in reached)}
+        changed: set[int] = set()
+        for statement in ACTION_STATEMENTS[rule.action]:
+            changed.update(row["subscriber_id"] for row in await (await conn.execute(statement, ids)).fetchall())
         if not changed:
-            return None
-        await conn.execute(queries.MARK_ACTION, {"action": rule.action, "bounce_id": bounce_id})
-        return FiredAction(subscriber_id=subscriber_id, bounce_id=bounce_id, action=rule.action)
+            return []
+        fired = [FiredAction(subscriber_id=subscriber_id, bounce_id=latest[subscriber_id], action=rule.action)
+                 for subscriber_id in sorted(changed)]
+        await conn.execute(queries.MARK_ACTIONS, {"action": rule.action, "bounce_ids": [f.bounce_id for f in fired]})
+        return fired
 
 
 def _split(result: RecordResult, sizes: list[int]) -> list[RecordResult]:
