@@ -261,7 +261,7 @@ def paging(client: httpx.Client, db_url: str) -> None:
     first = latency_ms(client, {"page": 1})
     deep = latency_ms(client, {"page": 5000})
     print(f"  order_by created_at desc: page 1 {first:6.1f}   page 5,000 {deep:6.1f}   ratio {deep / first:.2f}")
-    for order_by in ("email", "source", "type", "campaign_name"):
+    for order_by in ("created_at", "email", "source", "type", "campaign_name"):
         for order in ("asc", "desc"):
             params = {"order_by": order_by, "order": order}
             shallow = latency_ms(client, {**params, "page": 1}, rounds=5)

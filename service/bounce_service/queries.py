@@ -256,20 +256,34 @@ def export_bounces_csv(filters: dict) -> sql.Composed:
     ).format(joins=BOUNCE_JOINS, where=_where(filters))
 
 
+# Bounce ids per COPY row of the NDJSON export. Each COPY row costs a message and a Python call on the
+# way out; a row per bounce made that per-row cost, not PostgreSQL, the export's limit.
+NDJSON_ID_BLOCK = 1000
+
+
 def export_bounces_ndjson(filters: dict) -> sql.Composed:
-    """One JSON object per line, shaped like a listed bounce, in COPY's text format.
+    """One JSON object per line, shaped like a listed bounce; each COPY row holds the lines of a block of ids.
 
     row_to_json, and each campaign's object built once rather than per bounce, make PostgreSQL's part
-    (the export's bottleneck) about a third cheaper than json_build_object per row. COPY's text format
-    escapes each backslash as two; PostgreSQL's JSON has no raw control characters (it escapes them),
-    so undoing that one escape gives the JSON back exactly.
+    about a third cheaper than json_build_object per row. Blocks are id ranges, each read by the primary
+    key, so nothing is sorted and PostgreSQL holds one block at a time. COPY's CSV format quotes the
+    block (it holds newlines) with \x02 and leaves everything else as is; PostgreSQL's JSON never holds
+    a raw control character (it writes \u0002), so deleting every \x02 gives the JSON lines exactly.
     """
     return sql.SQL(
-        "COPY (SELECT row_to_json(bounce) FROM (SELECT {fields} c.campaign FROM bounces b"
-        " LEFT JOIN subscribers s ON s.id = b.subscriber_id"
-        " LEFT JOIN (SELECT id, json_build_object('id', id, 'name', name, 'uuid', uuid) AS campaign FROM campaigns) c"
-        " ON c.id = b.campaign_id {where} ORDER BY b.id) bounce) TO STDOUT"
-    ).format(fields=sql.SQL(BOUNCE_FIELDS), where=_where(filters))
+        "COPY (SELECT block.lines FROM generate_series("
+        " (SELECT MIN(id) FROM bounces) / {size}, (SELECT MAX(id) FROM bounces) / {size}) k"
+        " CROSS JOIN LATERAL (SELECT string_agg(row_to_json(bounce)::text, E'\\n' ORDER BY bounce.id) AS lines"
+        "  FROM (SELECT {fields} c.campaign FROM bounces b"
+        "  LEFT JOIN subscribers s ON s.id = b.subscriber_id"
+        "  LEFT JOIN (SELECT id, json_build_object('id', id, 'name', name, 'uuid', uuid) AS campaign FROM campaigns) c"
+        "  ON c.id = b.campaign_id {where}) bounce) block"
+        " WHERE block.lines IS NOT NULL) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
+    ).format(
+        size=sql.Literal(NDJSON_ID_BLOCK),
+        fields=sql.SQL(BOUNCE_FIELDS),
+        where=_where(filters, sql.SQL("b.id >= k * {size} AND b.id < (k + 1) * {size}").format(size=sql.Literal(NDJSON_ID_BLOCK))),
+    )
 
 
 GET_BOUNCE = sql.SQL("SELECT {columns} {joins} WHERE b.id = %(id)s").format(
