@@ -63,7 +63,7 @@ async def list_bounces(request: Request) -> Response:
         if total > COUNT_CAP:
             plan = (await (await conn.execute(queries.estimate_bounces(filters), params)).fetchone())["QUERY PLAN"]
             total = max(total, round(plan[0]["Plan"]["Plan Rows"]))
-        rows = await (await conn.execute(queries.list_bounces(filters, order_by, order), params)).fetchall()
+        rows = await (await conn.execute(queries.list_bounces(filters, order_by, order, few=total <= COUNT_CAP), params)).fetchall()
     return ok({"results": rows, "query": "", "search": "", "total": total, "per_page": per_page, "page": page})
 
 
