@@ -8,7 +8,8 @@ with a baseline measured in the same run:
 - subscriber import (COPY + one upsert per table) vs. raw COPY of the same rows into a copy of the table;
 - bounce import (a recorder transaction per 1,000 lines) vs. the same events as native webhook batches of 1,000;
 - export of every row, CSV and NDJSON, vs. the export's own COPY statement read directly with psycopg,
-  with the service's RSS before, at its peak during, and after the export;
+  with the service's RSS before, at its peak during, and after the export, and the NDJSON COPY used
+  before (a row per bounce) read directly;
 - GET /api/bounces at page 5,000 vs. page 1, and the query shape used before (OFFSET over joined rows
   plus COUNT(*)) run directly.
 
@@ -47,6 +48,15 @@ LEFT JOIN campaigns c ON c.id = b.campaign_id
 ORDER BY b.created_at DESC NULLS LAST, b.id DESC LIMIT 20 OFFSET %s
 """
 OLD_COUNT = "SELECT COUNT(*) FROM bounces b"
+
+# The NDJSON export as it was before: one COPY row, in text format, per bounce.
+OLD_NDJSON = """
+COPY (SELECT row_to_json(bounce) FROM (SELECT b.id, b.type, b.source, b.meta, b.created_at, b.email, b.event_key,
+  b.action, s.uuid::text AS subscriber_uuid, b.subscriber_id, s.status::text AS subscriber_status, c.campaign
+  FROM bounces b LEFT JOIN subscribers s ON s.id = b.subscriber_id
+  LEFT JOIN (SELECT id, json_build_object('id', id, 'name', name, 'uuid', uuid) AS campaign FROM campaigns) c
+  ON c.id = b.campaign_id ORDER BY b.id) bounce) TO STDOUT
+"""
 
 SEED_BOUNCES = """
 INSERT INTO bounces (subscriber_id, email, campaign_id, type, source, meta, created_at)
@@ -243,6 +253,9 @@ def export(client: httpx.Client, db_url: str, rows: int) -> None:
         print(f"  {export_format:<6} {rows / took:>10,.0f} rows/s  ({took:.2f} s, {size / 1e6:,.0f} MB)   goal >= 100,000 rows/s")
         print(f"         baseline direct COPY {rows / baseline:>10,.0f} rows/s ({baseline:.2f} s)   ratio {baseline / took:.2f}")
         print(f"         service RSS (supervisor + 2 workers): before {before:.0f} MiB, peak {peak.peak:.0f} MiB, after {after:.0f} MiB")
+    progress("before: the per-bounce NDJSON COPY read directly")
+    old = direct_copy(db_url, OLD_NDJSON)
+    print(f"  before: per-bounce NDJSON COPY read directly {rows / old:>10,.0f} rows/s ({old:.2f} s)")
 
 
 def latency_ms(client: httpx.Client, params: dict, rounds: int = 21) -> float:
@@ -261,7 +274,7 @@ def paging(client: httpx.Client, db_url: str) -> None:
     first = latency_ms(client, {"page": 1})
     deep = latency_ms(client, {"page": 5000})
     print(f"  order_by created_at desc: page 1 {first:6.1f}   page 5,000 {deep:6.1f}   ratio {deep / first:.2f}")
-    for order_by in ("email", "source", "type", "campaign_name"):
+    for order_by in ("created_at", "email", "source", "type", "campaign_name"):
         for order in ("asc", "desc"):
             params = {"order_by": order_by, "order": order}
             shallow = latency_ms(client, {**params, "page": 1}, rounds=5)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
+from bounce_service.routes.bounces import COUNT_CAP
 from tests.conftest import auth
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -109,6 +110,33 @@ async def test_pagination(client, seeded):
     assert all(p["total"] == 6 for p in pages)
 
 
+@pytest.mark.parametrize("bulk", [0, COUNT_CAP], ids=["few: sorted", "many: campaigns walked"])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_campaign_name_pages_cover_every_bounce_once_in_order(client, seeded, db, order, bulk):
+    # A second "Spring" makes a name tie, broken by campaign id; pages of 3 cut across campaigns and
+    # into the campaign-less bounces, which come last whichever the direction. Beyond COUNT_CAP matches
+    # the listing takes another query, which must give the same order.
+    twin = db.execute("INSERT INTO campaigns (name) VALUES ('Spring') RETURNING id").fetchone()["id"]
+    for email in ("erin@example.com", "frank@example.com"):
+        db.execute("INSERT INTO bounces (email, campaign_id, type, source) VALUES (%s, %s, 'soft', 'ses')", (email, twin))
+    db.execute("INSERT INTO bounces (email, type, source) SELECT 'x' || g || '@example.com', 'soft', 'ses'"
+               " FROM generate_series(1, %s) g", (bulk,))
+    pages = [await listing(client, order_by="campaign_name", order=order, per_page=3, page=page) for page in (1, 2, 3)]
+    listed = [(r["campaign"] or {}).get("id") for p in pages for r in p["results"]]
+    spring = sorted([seeded["spring"], twin])
+    by_name = [seeded["autumn"], *spring] if order == "asc" else [*reversed(spring), seeded["autumn"]]
+    assert listed == [c for c in by_name for _ in (1, 2)] + [None] * min(3, 2 + bulk)
+    ids = [r["id"] for p in pages for r in p["results"]]
+    for campaign in [*by_name, None]:
+        mine = [i for i, c in zip(ids, listed) if c == campaign]
+        assert mine == sorted(mine, reverse=order == "desc")
+
+    filtered = await listing(client, order_by="campaign_name", order=order, source="ses", page=2, per_page=2)
+    assert [r["email"] for r in filtered["results"]] == (["bob@example.com", "erin@example.com"] if order == "asc"
+                                                          else ["bob@example.com", "alice@example.com"])
+    assert filtered["total"] > COUNT_CAP if bulk else filtered["total"] == 5
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
@@ -187,6 +215,33 @@ async def test_export_streams_many_rows(client, db):
                " FROM generate_series(1, 5000) g")
     response = await client.get("/api/bounces/export", params={"format": "csv"}, auth=auth("viewer"))
     assert len(response.text.splitlines()) == 5001
+
+
+async def test_ndjson_export_is_every_listed_bounce_exactly_in_id_order(client, seeded, db):
+    # Strings JSON and COPY both escape, the bytes COPY quotes with, and non-ASCII; ids across several
+    # of the export's id blocks (queries.NDJSON_ID_BLOCK), with a gap of more than one block.
+    awkward = 'back\\slash "quoted" \x01\x02\x1f\t\r\n é 日本 😀'
+    db.execute("INSERT INTO bounces (email, type, source, meta) VALUES (%s, 'soft', %s, %s)",
+               ("we\\ird\x02@example.com", awkward, orjson.dumps({"text": awkward, "list": [awkward]}).decode()))
+    db.execute("SELECT setval('bounces_id_seq', nextval('bounces_id_seq') + 2500)")
+    db.execute("INSERT INTO bounces (email, type, source) SELECT 'x' || g || '@example.com', 'soft', 'bulk'"
+               " FROM generate_series(1, 2500) g")
+    response = await client.get("/api/bounces/export", params={"format": "ndjson"}, auth=auth("viewer"))
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
+    assert response.content.endswith(b"}\n") and b"\n\n" not in response.content
+    exported = [orjson.loads(line) for line in response.content.splitlines()]
+    listed = [row for page in (1, 2, 3) for row in (await listing(client, order="asc", per_page=1000, page=page))["results"]]
+    assert [row["id"] for row in exported] == sorted(row["id"] for row in listed) and len(exported) == 2507
+    # PostgreSQL writes created_at without trailing zeros in the fraction; the instant is the same.
+    same_time = [{**row, "created_at": datetime.fromisoformat(row["created_at"])} for row in exported]
+    assert same_time == sorted(({**row, "created_at": datetime.fromisoformat(row["created_at"])} for row in listed),
+                               key=lambda row: row["id"])
+    assert exported[6]["source"] == awkward and exported[6]["meta"] == {"text": awkward, "list": [awkward]}
+    assert exported[6]["email"] == "we\\ird\x02@example.com"
+
+    response = await client.get("/api/bounces/export", params={"format": "ndjson", "source": "bulk", "email": "x2500@example.com"},
+                                auth=auth("viewer"))
+    assert [orjson.loads(line)["email"] for line in response.content.splitlines()] == ["x2500@example.com"]
 
 
 async def test_export_of_nothing_is_just_the_header(client, db):

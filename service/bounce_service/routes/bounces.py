@@ -63,7 +63,7 @@ async def list_bounces(request: Request) -> Response:
         if total > COUNT_CAP:
             plan = (await (await conn.execute(queries.estimate_bounces(filters), params)).fetchone())["QUERY PLAN"]
             total = max(total, round(plan[0]["Plan"]["Plan Rows"]))
-        rows = await (await conn.execute(queries.list_bounces(filters, order_by, order), params)).fetchall()
+        rows = await (await conn.execute(queries.list_bounces(filters, order_by, order, few=total <= COUNT_CAP), params)).fetchall()
     return ok({"results": rows, "query": "", "search": "", "total": total, "per_page": per_page, "page": page})
 
 
@@ -161,9 +161,9 @@ async def _copy_out(request: Request, statement: sql.Composed, params: dict[str,
     return blocks()
 
 
-def _unescape_copy_text(block: bytes) -> bytes:
-    """Undo COPY's text-format escape of the backslash, the only escape JSON rows contain (queries.py)."""
-    return block.replace(b"\\\\", b"\\")
+def _unquote_ndjson(block: bytes) -> bytes:
+    """Drop the \\x02 quotes COPY put around each block of JSON lines, the only \\x02 there is (queries.py)."""
+    return block.replace(b"\x02", b"")
 
 
 @requires("bounces:get")
@@ -179,7 +179,7 @@ async def export_bounces(request: Request) -> Response:
             body, media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="bounces.csv"'},
         )
-    body = await _copy_out(request, queries.export_bounces_ndjson(filters), filters, _unescape_copy_text)
+    body = await _copy_out(request, queries.export_bounces_ndjson(filters), filters, _unquote_ndjson)
     return StreamingResponse(body, media_type="application/x-ndjson")
 
 
