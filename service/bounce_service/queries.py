@@ -313,29 +313,18 @@ WHERE NOT EXISTS (SELECT 1 FROM lists l WHERE l.uuid = m.list_uuid)
 ORDER BY m.line LIMIT 1
 """
 
-# One statement for both tables: the memberships join the subscribers' ids as the upsert returns them,
-# rather than looking every subscriber up again by LOWER(email). EXCLUDED holds the defaults for a new
-# subscriber, so an existing one reads its new values (NULL: keep the old one) back from the staging
-# table. Staged e-mails are already lower-cased (normalise_email).
-UPSERT_IMPORTED = """
-WITH upserted AS (
-    INSERT INTO subscribers (uuid, email, name, attribs, status)
-    SELECT COALESCE(uuid, gen_random_uuid()), email, COALESCE(name, ''), COALESCE(attribs, '{}'),
-           COALESCE(status, 'enabled')
-    FROM import_subscribers
-    ON CONFLICT (LOWER(email)) DO UPDATE SET (name, attribs, status, updated_at) = (
-        SELECT COALESCE(i.name, subscribers.name), COALESCE(i.attribs, subscribers.attribs),
-               COALESCE(i.status, subscribers.status), NOW()
-        FROM import_subscribers i WHERE i.email = EXCLUDED.email
-    )
-    RETURNING id, LOWER(email) AS email
+# EXCLUDED holds the defaults for a new subscriber, so an existing one reads its new values (NULL: keep
+# the old one) back from the staging table.
+UPSERT_IMPORTED_SUBSCRIBERS = """
+INSERT INTO subscribers (uuid, email, name, attribs, status)
+SELECT COALESCE(uuid, gen_random_uuid()), email, COALESCE(name, ''), COALESCE(attribs, '{}'),
+       COALESCE(status, 'enabled')
+FROM import_subscribers
+ON CONFLICT (LOWER(email)) DO UPDATE SET (name, attribs, status, updated_at) = (
+    SELECT COALESCE(i.name, subscribers.name), COALESCE(i.attribs, subscribers.attribs),
+           COALESCE(i.status, subscribers.status), NOW()
+    FROM import_subscribers i WHERE i.email = EXCLUDED.email
 )
-INSERT INTO subscriber_lists (subscriber_id, list_id, status)
-SELECT u.id, l.id, m.status
-FROM import_memberships m
-JOIN upserted u ON u.email = m.email
-JOIN lists l ON l.uuid = m.list_uuid
-ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
 """
 
 # After a uuid conflict: the first line whose new subscriber takes a uuid already taken, by an existing
@@ -348,6 +337,15 @@ WITH new AS (
 SELECT MIN(n.line) AS line FROM new n
 WHERE EXISTS (SELECT 1 FROM subscribers s WHERE s.uuid = n.uuid)
    OR EXISTS (SELECT 1 FROM new o WHERE o.uuid = n.uuid AND o.line < n.line)
+"""
+
+UPSERT_IMPORTED_MEMBERSHIPS = """
+INSERT INTO subscriber_lists (subscriber_id, list_id, status)
+SELECT s.id, l.id, m.status
+FROM import_memberships m
+JOIN subscribers s ON LOWER(s.email) = LOWER(m.email)
+JOIN lists l ON l.uuid = m.list_uuid
+ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
 """
 
 LIST_COLUMNS = "id, uuid::text AS uuid, name, created_at, updated_at"
