@@ -6,7 +6,7 @@ One durable PostgreSQL and one `bounce-service serve` (2 workers) on this machin
 with a baseline measured in the same run:
 
 - subscriber import (COPY + one upsert per table) vs. raw COPY of the same rows into a copy of the table;
-- bounce import (a recorder transaction per 1,000 lines) vs. the same events as native webhook batches of 1,000;
+- bounce import (COPY into a staging table, one recorder transaction) vs. the same events as native webhook batches of 1,000;
 - export of every row, CSV and NDJSON, vs. the export's own COPY statement read directly with psycopg,
   with the service's RSS before, at its peak during, and after the export, and the NDJSON COPY used
   before (a row per bounce) read directly;
@@ -144,7 +144,7 @@ def import_bounces(client: httpx.Client, count: int) -> None:
             posted(client, "/webhooks/bounce", orjson.dumps(events[start:start + 1000]))
 
     baseline = timed(webhook)
-    print(f"\nPOST /api/bounces/import, {count:,} native bounce lines (10% hard), one recorder transaction per 1,000")
+    print(f"\nPOST /api/bounces/import, {count:,} native bounce lines (10% hard), staged by COPY, one transaction")
     print(f"  import:                 {count / took:>10,.0f} rows/s  ({took:.2f} s)")
     print(f"  same file again (dups): {count / replay:>10,.0f} rows/s  ({replay:.2f} s)")
     print(f"  baseline webhook x1000: {count / baseline:>10,.0f} rows/s  ({baseline:.2f} s)   ratio {baseline / took:.2f}")

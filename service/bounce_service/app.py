@@ -124,6 +124,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     app.state.config = config
     app.state.db = db
     app.state.recorder = committer or recorder
+    app.state.bulk_recorder = recorder  # imports are one transaction of their own, never group-committed
     app.state.auth = Authenticator(config.users)
     app.state.gauges = DatabaseGauges.from_config(db, config)
     app.state.providers = webhook_providers

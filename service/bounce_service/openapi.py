@@ -194,8 +194,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/bounces/import"): {
         "summary": "Import bounces from NDJSON, one native webhook body per line, recorded like webhooks (same event "
                    "keys, subscriber matching and thresholds). Every line is validated first (an error names its line "
-                   "and records nothing); then each 1,000 lines are one transaction, so after a database failure "
-                   "midway, posting the file again records the rest.",
+                   "and records nothing); then the whole file is one transaction, recorded entirely or not at all.",
         "requestBody": {"type": "string", "contentMediaType": "application/x-ndjson", "description": "Lines of BounceInput."},
         "contentType": "application/x-ndjson",
         "responses": {"200": envelope({

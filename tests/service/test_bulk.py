@@ -269,8 +269,7 @@ async def test_export_larger_than_one_block_arrives_whole(client, db, monkeypatc
     assert len(lines) == 500 and {orjson.loads(line)["meta"]["s"] for line in lines} == {"a\\b"}
 
 
-async def test_bounce_import_in_several_batches_counts_and_acts_once(client, db, monkeypatch):
-    monkeypatch.setattr(bounce_routes, "IMPORT_BATCH", 2)
+async def test_bounce_import_counts_a_repeated_line_once_and_acts_once(client, db):
     db.execute("INSERT INTO subscribers (email) VALUES ('soft@example.com')")
     body = ndjson(*(bounce("soft@example.com", event_id=f"s{n}") for n in range(4)), bounce("soft@example.com", event_id="s0"))
     response = await import_bounces(client, body)
@@ -280,3 +279,13 @@ async def test_bounce_import_in_several_batches_counts_and_acts_once(client, db,
     assert hard.json()["data"]["recorded"] == 1
     actions = [r["action"] for r in db.execute("SELECT action FROM bounces ORDER BY id")]
     assert actions == [None, None, None, None, "blocklist"]
+
+
+async def test_bounce_import_refused_by_the_database_records_nothing(client, db):
+    db.execute("INSERT INTO subscribers (email) VALUES ('hard@example.com')")
+    lines = [bounce("hard@example.com", "hard", event_id="h1"), *(bounce(f"{n}@example.com") for n in range(1500))]
+    body = ndjson(*lines, bounce("last@example.com", meta={"smtp": "550 \u0000"}))  # valid JSON, not storable
+    response = await import_bounces(client, body)
+    assert response.status_code == 400 and "cannot be stored" in response.json()["message"]
+    assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 0
+    assert db.execute("SELECT status::text AS s FROM subscribers").fetchone()["s"] == "enabled"

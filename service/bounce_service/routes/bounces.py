@@ -15,8 +15,8 @@ from ..errors import ApiError
 from ..events import BOUNCE_TYPES
 from ..http import int_param, ok, path_id, timestamp
 from ..recorder import Outcome
-from .native import MAX_BATCH, _event as native_event
-from .ndjson import parse_lines
+from .native import _event as native_event
+from .ndjson import parse_lines, paused_gc
 
 MAX_PER_PAGE = 1000
 # Totals are exact up to here. Beyond, counting every match (a million rows: ~40 ms and growing with the
@@ -25,10 +25,6 @@ COUNT_CAP = 10_000
 # COPY hands over one row at a time; sending them to the client in blocks this size keeps the number of
 # writes (and their per-call cost) low without holding more than one block in memory.
 EXPORT_BLOCK = 256 * 1024
-# The recorder's cost per call grows with events x subscribers matched, so one call for a whole import
-# would grow quadratically; calls the size of a webhook batch keep the import linear.
-IMPORT_BATCH = MAX_BATCH
-
 
 def _filters(request: Request) -> dict[str, Any]:
     query = request.query_params
@@ -187,15 +183,14 @@ async def export_bounces(request: Request) -> Response:
 async def import_bounces(request: Request) -> Response:
     """NDJSON of native webhook bodies, one per line, recorded exactly as if each had been posted.
 
-    They go through the one recorder: same event keys (an event already received by webhook is a
-    duplicate), same subscriber matching, thresholds fire. Every line is validated before anything is
-    recorded; then each IMPORT_BATCH lines are one transaction. If the database fails midway, the
-    batches before stay recorded and the answer is an error: posting the file again records the rest
-    (lines with an `event_id` are never recorded twice).
+    They go through the one recorder (its COPY path): same event keys (an event already received by
+    webhook is a duplicate), same subscriber matching, thresholds fire. Every line is validated before
+    anything is recorded; then the whole file is one transaction, recorded entirely or not at all, so
+    posting it again after an error is always safe (lines with an `event_id` are never recorded twice).
     """
-    events = [event for _, event in parse_lines(await request.body(), native_event, "bounces")]
-    recorded = 0
-    for start in range(0, len(events), IMPORT_BATCH):
-        result = await request.app.state.recorder.record(events[start:start + IMPORT_BATCH])
-        recorded += result.outcomes.count(Outcome.RECORDED)
+    body = await request.body()
+    with paused_gc():
+        events = [event for _, event in parse_lines(body, native_event, "bounces")]
+    result = await request.app.state.bulk_recorder.record_bulk(events)
+    recorded = result.outcomes.count(Outcome.RECORDED)
     return ok({"imported": len(events), "recorded": recorded, "duplicates": len(events) - recorded})

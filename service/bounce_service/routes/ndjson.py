@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import gc
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import ApiError
 from ..http import parse_json
@@ -27,3 +29,20 @@ def parse_lines(body: bytes, parse: Callable[[Any], T], what: str) -> list[tuple
     if not parsed:
         raise ApiError(400, f"Invalid data: no {what} in body")
     return parsed
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a whole import's objects are built (none of them is cyclic).
+
+    Each of the collections that the allocations would set off walks every object built so far: for
+    100,000 lines that is about 40% of the parsing time. The block runs without an await, so nothing
+    else in the worker allocates meanwhile; collection resumes (and catches up) right after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
