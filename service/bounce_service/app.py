@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth import Authenticator
-from .config import ServiceConfig, load_config
+from .config import HANDOVER_ENV, ServiceConfig, from_handover, load_config
 from .db import UNAVAILABLE, Database
 from .errors import ApiError
 from .gauges import DatabaseGauges
@@ -132,9 +132,15 @@ def create_app(config: ServiceConfig) -> Starlette:
 
 
 def app_from_environment() -> Starlette:
-    """uvicorn factory for worker processes: the CLI validated the same file before starting them."""
+    """uvicorn factory for worker processes.
+
+    `serve` validated the config and hands the spec over in BOUNCE_VALIDATED_SPEC; a server started
+    another way (plain uvicorn, as some benchmarks do) names the file to validate in BOUNCE_CONFIG.
+    """
     secrets = SecretSource.default(os.environ.get("BOUNCE_SECRETS_DIR"))
-    app = create_app(load_config(os.environ["BOUNCE_CONFIG"], secrets=secrets))
+    spec = os.environ.get(HANDOVER_ENV)
+    config = from_handover(spec, secrets=secrets) if spec else load_config(os.environ["BOUNCE_CONFIG"], secrets=secrets)
+    app = create_app(config)
     # What start-up loaded (modules, schemas, CEL programs) lives as long as the worker: kept out of the
     # collector's full passes, which would otherwise walk all of it again and again under load.
     gc.collect()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from .config import ConfigError, ServiceConfig, load_config
+from .config import HANDOVER_ENV, ConfigError, ServiceConfig, handover, load_config
 from .log_config import SERVICE_FORMAT, log_config
 from .migrate import migrate
 from .providers import build_providers
@@ -46,10 +46,12 @@ def _wait_and_migrate(conninfo: str, timeout: float) -> None:
             time.sleep(1)
 
 
-def _serve(config_path: str, secrets_dir: str | None, host: str, port: int, workers: int, log_level: str) -> None:
+def _serve(config: ServiceConfig, secrets_dir: str | None, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
-    os.environ["BOUNCE_CONFIG"] = str(Path(config_path).absolute())
+    # Workers start from the spec validated here instead of validating the file again (a second or so
+    # each); they resolve its secret references themselves, from the same directory and environment.
+    os.environ[HANDOVER_ENV] = handover(config)
     if secrets_dir:
         os.environ["BOUNCE_SECRETS_DIR"] = str(Path(secrets_dir).absolute())
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -72,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args)
     if not args.no_migrate:
         _wait_and_migrate(config.database_url.reveal(), args.database_timeout)
-    _serve(args.config, args.secrets_dir, args.host, args.port, args.workers or config.spec["service"]["workers"],
+    _serve(config, args.secrets_dir, args.host, args.port, args.workers or config.spec["service"]["workers"],
            config.spec["service"]["logLevel"])
     return 0
 
@@ -109,7 +111,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     """`make run`: an embedded PostgreSQL (unless DATABASE_URL is set), migrations, and the service."""
     # Refuse a bad config before starting anything; the embedded server will provide the database URL.
-    _load(args, environ={"DATABASE_URL": "postgresql://embedded", **os.environ})
+    config = _load(args, environ={"DATABASE_URL": "postgresql://embedded", **os.environ})
     server = None
     throwaway: Path | None = None
     if not os.environ.get("DATABASE_URL"):
@@ -127,8 +129,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             os.environ["DATABASE_URL"] = server.url
             log.info("embedded PostgreSQL running at %s (data in %s)", server.url, server.data_dir.parent)
         _wait_and_migrate(os.environ["DATABASE_URL"], args.database_timeout)
-        _print_welcome(args, embedded=server is not None)
-        _serve(args.config, args.secrets_dir, args.host, args.port, 1, "info")
+        _print_welcome(args, config, embedded=server is not None)
+        _serve(config, args.secrets_dir, args.host, args.port, 1, "info")
     finally:
         if server is not None:
             if server.running():
@@ -139,8 +141,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_welcome(args: argparse.Namespace, *, embedded: bool) -> None:
-    config = _load(args)
+def _print_welcome(args: argparse.Namespace, config: ServiceConfig, *, embedded: bool) -> None:
     url = f"http://{args.host}:{args.port}"
     user = next((u for u in config.users.values() if "webhooks:post_bounce" in u.permissions), None)
     stops = "it and the database" if embedded else "it (your DATABASE_URL server keeps running)"

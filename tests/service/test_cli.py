@@ -35,6 +35,19 @@ def test_serve_answers_records_and_stops_cleanly(database_url, db):
     assert code == 0
 
 
+def test_serve_workers_hold_no_secret_value_in_their_environment_or_command_line(database_url):
+    # `serve` hands its workers the validated spec; anyone who may read /proc (`ps e`) must not learn a token.
+    tokens = [path.read_bytes().strip() for path in (ROOT / "examples/secrets/bounce-api").iterdir()]
+    with serve(database_url, workers=2) as (url, process):
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        for pid in workers:
+            seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert b"BOUNCE_VALIDATED_SPEC=" in seen and b"bounce-api" in seen
+            assert not [token for token in tokens if token in seen]
+
+
 def test_dev_starts_embedded_postgres_prints_a_working_curl_and_stops_everything():
     if os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("the embedded server is what this test is about")

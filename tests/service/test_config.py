@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bounce_service.config import ConfigError, build_config, load_config
+from bounce_service.config import ConfigError, build_config, from_handover, handover, load_config
 from bounce_service.secrets import SecretSource
-from tests.conftest import ROOT, make_spec
+from tests.conftest import ROOT, TOKENS, make_spec
 
 ENV = {"DATABASE_URL": "postgresql://localhost/x"}
 
@@ -119,6 +119,19 @@ def test_secrets_never_show_in_repr(secrets):
     config = build_config(make_spec(), secrets=secrets, environ=ENV)
     text = repr(config) + str(config.users)
     assert "admin-secret-token" not in text and "postgresql://localhost/x" not in text
+
+
+def test_workers_are_handed_the_validated_config_but_no_secret_value(tmp_path, secrets):
+    (tmp_path / "secrets" / "postmark").mkdir()
+    (tmp_path / "secrets" / "postmark" / "password").write_text("postmark-hook-password")
+    spec = make_spec(webhooks={"postmark": {"enabled": True, "username": "hook",
+                                            "password": {"secretRef": {"name": "postmark", "key": "password"}}}})
+    config = build_config(spec, secrets=secrets, environ=ENV)
+    text = handover(config)
+    for value in (*TOKENS.values(), "postmark-hook-password", ENV["DATABASE_URL"]):
+        assert value not in text
+    # What a worker rebuilds from it, resolving the references itself, is the config `serve` validated.
+    assert from_handover(text, secrets=secrets, environ=ENV) == config
 
 
 def test_wrong_kind_is_refused(tmp_path, secrets):
