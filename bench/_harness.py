@@ -140,11 +140,12 @@ def _latency(output: str, percentile: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, script: Path, *, seconds: int, connections: int = 64, threads: int = 2) -> Load:
+def wrk(url: str, script: Path, *, seconds: int, connections: int = 64, threads: int = 2,
+        env: dict[str, str] | None = None) -> Load:
     progress(f"wrk {connections} connections for {seconds}s -> {url}")
     output = subprocess.run(
         [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env={**os.environ, **(env or {})},
     ).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)

@@ -1,12 +1,16 @@
 """Webhook throughput: the service with group commit vs. one commit per request vs. a bare endpoint.
 
-    python bench/webhook.py [--seconds 10] [--connections 64] [--rounds 3]
+    python bench/webhook.py [--seconds 10] [--connections 64] [--rounds 3] [--hard-every N]
 
 All three servers run side by side in this one invocation (2 uvicorn workers each, uvloop + httptools)
 against a durable PostgreSQL on the same machine, and take the same load (wrk, realistic bodies) in
 turn, round after round. Each round's ratios compare runs seconds apart, so a machine shared with other
 work shifts both sides alike; the figures reported are the medians over the rounds. Prints req/s,
 p50/p99 and the ratios the performance issue sets goals for.
+
+By default every body is a soft bounce (the commonest kind, whose default action is `none`): its batches
+are one self-committing statement. `--hard-every 10` makes every tenth a hard bounce with a threshold
+action, so nearly every batch takes the transactional path (BEGIN, record, thresholds, COMMIT).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hard-every", type=int, default=0, help="every Nth body a hard bounce (0: none)")
     args = parser.parse_args()
+    body = {"HARD_EVERY": str(args.hard_every)}
     work = workdir()
     runs: dict[str, list[Load]] = {GROUP: [], SINGLE: [], BARE: []}
     with database(work) as db, ExitStack() as servers:
@@ -42,13 +48,14 @@ def main() -> int:
         progress("starting the bare Starlette endpoint")
         urls[BARE] = servers.enter_context(bare_endpoint())
         for url in urls.values():
-            wrk(url, SCRIPT, seconds=2, connections=args.connections)  # warm-up: pools, caches
+            wrk(url, SCRIPT, seconds=2, connections=args.connections, env=body)  # warm-up: pools, caches
         for round_number in range(1, args.rounds + 1):
             progress(f"round {round_number} of {args.rounds}")
             for name, url in urls.items():
-                runs[name].append(wrk(url, SCRIPT, seconds=args.seconds, connections=args.connections))
+                runs[name].append(wrk(url, SCRIPT, seconds=args.seconds, connections=args.connections, env=body))
 
-    print(f"\nPOST /webhooks/bounce, {args.connections} connections, {args.seconds}s per run, 2 workers each")
+    kinds = f"every {args.hard_every}th hard, the rest soft" if args.hard_every else "all soft"
+    print(f"\nPOST /webhooks/bounce ({kinds}), {args.connections} connections, {args.seconds}s per run, 2 workers each")
     print(f"{'round':<7}{'configuration':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}{'errors':>8}")
     for index in range(args.rounds):
         for name, loads in runs.items():
