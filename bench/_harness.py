@@ -6,6 +6,7 @@ its cores, so figures are comparable only with baselines measured in the same ru
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -159,6 +160,9 @@ def wrk(url: str, script: Path, *, seconds: int, connections: int = 64, threads:
 
 
 def workdir() -> Path:
+    """A scratch directory for one benchmark run, removed when the run ends (its database is large)."""
     base = ROOT / ".tmp"
     base.mkdir(exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="bench-", dir=base))
+    path = Path(tempfile.mkdtemp(prefix="bench-", dir=base))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
