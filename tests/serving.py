@@ -48,10 +48,11 @@ def service_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(database_url: str, *, workers: int = 1, config: Path = ROOT / "examples/bounceconfig.yaml",
+def serve(database_url: str, *, workers: int | None = 1, config: Path = ROOT / "examples/bounceconfig.yaml",
           secrets_dir: Path = ROOT / "examples/secrets", output: Path | None = None,
           ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`bounce-service serve` (by default with the example config and development secrets), ready for requests.
+    `workers=None` leaves the number of workers to the config's spec.service.workers.
 
     Everything it prints (logs on stderr, the access log on stdout) goes to `output`, a file: a pipe nobody
     reads while the test runs would fill up and stall the service mid-test.
@@ -62,7 +63,8 @@ def serve(database_url: str, *, workers: int = 1, config: Path = ROOT / "example
         with output.open("w") as printed:
             process = subprocess.Popen(
                 [sys.executable, "-m", "bounce_service", "serve", "--config", str(config),
-                 "--secrets-dir", str(secrets_dir), "--port", str(port), "--workers", str(workers)],
+                 "--secrets-dir", str(secrets_dir), "--port", str(port),
+                 *(["--workers", str(workers)] if workers is not None else [])],
                 env=service_env(DATABASE_URL=database_url), stdout=printed, stderr=subprocess.STDOUT, text=True,
             )
         url = f"http://127.0.0.1:{port}"

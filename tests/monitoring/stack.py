@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import yaml
 
 from bounce_service.devdb import free_port
 from tests.conftest import ROOT
-from tests.serving import service_env, stop, wait_until_ready
+from tests.serving import serve
 
 T = TypeVar("T")
 MAILER = ("mailer", "dev-mailer-token")  # examples/secrets: may post bounces and upsert campaigns
@@ -132,19 +131,9 @@ def prometheus(directory: Path, targets: list[Target], groups: list[dict[str, An
 
 @contextmanager
 def bounce_service(database_url: str, config: Path, secrets: Path = ROOT / "examples/secrets") -> Iterator[str]:
-    """`bounce-service serve` as a subprocess on a free port; yields its URL once it is ready."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bounce_service", "serve", "--config", str(config), "--secrets-dir", str(secrets),
-         "--port", str(port)],
-        env=service_env(DATABASE_URL=database_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process)
+    """`bounce-service serve` (tests.serving.serve) with `config`; yields its URL once it is ready."""
+    with serve(database_url, workers=None, config=config, secrets_dir=secrets) as (url, _):
         yield url
-    finally:
-        stop(process)
 
 
 def service_config(directory: Path, mailboxes: dict[str, str], webhooks: dict[str, Any] | None = None) -> Path:
