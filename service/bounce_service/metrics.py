@@ -55,8 +55,8 @@ _event_children: dict[tuple[str, str, str], Any] = {}
 _sources: set[str] = set()
 
 
-def count_event(kind: str, source: str, outcome: str) -> None:
-    """Count one event; free-text sources past MAX_SOURCE_LABELS are counted as "other"."""
+def count_event(kind: str, source: str, outcome: str, amount: int = 1) -> None:
+    """Count `amount` events; free-text sources past MAX_SOURCE_LABELS are counted as "other"."""
     child = _event_children.get((kind, source, outcome))
     if child is None:
         # Children are cached (labels() locks and builds a tuple per call), keyed by the bounded label,
@@ -71,7 +71,7 @@ def count_event(kind: str, source: str, outcome: str) -> None:
             if key not in _event_children:
                 _event_children[key] = EVENTS.labels(type=kind, source=label, outcome=outcome)
             child = _event_children[key]
-    child.inc()
+    child.inc(amount)
 
 
 def exposition(*extra: Collector) -> tuple[bytes, str]:

@@ -139,10 +139,11 @@ BOUNCE_LOOKUPS = sql.SQL("""
 BOUNCE_JOINS = sql.SQL("FROM bounces b {lookups}").format(lookups=BOUNCE_LOOKUPS)
 
 # Every column but campaign_name is a NOT NULL column of `bounces` with an index on (column, id)
-# (migration 0002), which serves its order in both directions; "NULLS LAST" would stop PostgreSQL from
-# reading that index backwards, so only the LEFT JOINed campaign name carries it.
+# (migrations 0002 and 0006; e-mail addresses sort case-insensitively), which serves its order in both
+# directions; "NULLS LAST" would stop PostgreSQL from reading that index backwards, so only the LEFT
+# JOINed campaign name carries it.
 ORDER_COLUMNS = {
-    "email": sql.SQL("b.email"),
+    "email": sql.SQL("LOWER(b.email)"),
     "campaign_name": sql.SQL("c.name"),
     "source": sql.SQL("b.source"),
     "created_at": sql.SQL("b.created_at"),
@@ -384,18 +385,28 @@ WHERE NOT EXISTS (SELECT 1 FROM lists l WHERE l.uuid = m.list_uuid)
 ORDER BY m.line LIMIT 1
 """
 
-# EXCLUDED holds the defaults for a new subscriber, so an existing one reads its new values (NULL: keep
-# the old one) back from the staging table.
-UPSERT_IMPORTED_SUBSCRIBERS = """
-INSERT INTO subscribers (uuid, email, name, attribs, status)
-SELECT COALESCE(uuid, gen_random_uuid()), email, COALESCE(name, ''), COALESCE(attribs, '{}'),
-       COALESCE(status, 'enabled')
-FROM import_subscribers
-ON CONFLICT (LOWER(email)) DO UPDATE SET (name, attribs, status, updated_at) = (
-    SELECT COALESCE(i.name, subscribers.name), COALESCE(i.attribs, subscribers.attribs),
-           COALESCE(i.status, subscribers.status), NOW()
-    FROM import_subscribers i WHERE i.email = EXCLUDED.email
+# One statement for both tables: the memberships join the subscribers the upsert returns, not a second
+# search of the subscribers table by e-mail. EXCLUDED holds the defaults for a new subscriber, so an
+# existing one reads its new values (NULL: keep the old one) back from the staging table. Every staged row
+# has a uuid: the line's, or one drawn for it (routes/data.py new_uuids), which only a new subscriber takes.
+UPSERT_IMPORTED = """
+WITH upserted AS (
+    INSERT INTO subscribers (uuid, email, name, attribs, status)
+    SELECT uuid, email, COALESCE(name, ''), COALESCE(attribs, '{}'), COALESCE(status, 'enabled')
+    FROM import_subscribers
+    ON CONFLICT (LOWER(email)) DO UPDATE SET (name, attribs, status, updated_at) = (
+        SELECT COALESCE(i.name, subscribers.name), COALESCE(i.attribs, subscribers.attribs),
+               COALESCE(i.status, subscribers.status), NOW()
+        FROM import_subscribers i WHERE i.email = EXCLUDED.email
+    )
+    RETURNING id, LOWER(email) AS email
 )
+INSERT INTO subscriber_lists (subscriber_id, list_id, status)
+SELECT s.id, l.id, m.status
+FROM import_memberships m
+JOIN upserted s ON s.email = m.email
+JOIN lists l ON l.uuid = m.list_uuid
+ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
 """
 
 # After a uuid conflict: the first line whose new subscriber takes a uuid already taken, by an existing
@@ -408,15 +419,6 @@ WITH new AS (
 SELECT MIN(n.line) AS line FROM new n
 WHERE EXISTS (SELECT 1 FROM subscribers s WHERE s.uuid = n.uuid)
    OR EXISTS (SELECT 1 FROM new o WHERE o.uuid = n.uuid AND o.line < n.line)
-"""
-
-UPSERT_IMPORTED_MEMBERSHIPS = """
-INSERT INTO subscriber_lists (subscriber_id, list_id, status)
-SELECT s.id, l.id, m.status
-FROM import_memberships m
-JOIN subscribers s ON LOWER(s.email) = LOWER(m.email)
-JOIN lists l ON l.uuid = m.list_uuid
-ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
 """
 
 LIST_COLUMNS = "id, uuid::text AS uuid, name, created_at, updated_at"

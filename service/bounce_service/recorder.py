@@ -9,12 +9,13 @@ told "recorded" once the transaction has committed.
 from __future__ import annotations
 
 import enum
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import orjson
 import psycopg
+from psycopg.rows import tuple_row
 
 from . import metrics, queries
 from .config import ActionRule
@@ -67,7 +68,7 @@ class Recorder:
         alone = all(self.actions[event.type].action == "none" for event in events)
         async with self.db.transaction(single_statement=alone) as conn:
             rows = orjson.dumps([self._row(index, event) for index, event in enumerate(events)]).decode()
-            stored = await (await conn.execute(queries.RECORD_BOUNCES, {"rows": rows})).fetchall()
+            stored = await _stored(conn, queries.RECORD_BOUNCES, {"rows": rows})
             result = await self._apply(conn, events, stored)
         _count(events, result)
         return _split(result, [len(group) for group in groups])
@@ -88,23 +89,23 @@ class Recorder:
                     await copy.write_row((index, event.email, event.subscriber_uuid, event.campaign_uuid, event.type,
                                           event.source, orjson.dumps(event.meta).decode(), event.event_key,
                                           event.created_at))
-            stored = await (await conn.execute(queries.RECORD_STAGED_BOUNCES)).fetchall()
+            stored = await _stored(conn, queries.RECORD_STAGED_BOUNCES)
             result = await self._apply(conn, events, stored)
         _count(events, result)
         return result
 
-    async def _apply(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent], rows: list[dict]) -> RecordResult:
-        """The outcome of each event from the rows the store statement returned, then the thresholds."""
-        stored = {row["i"]: row for row in rows}
+    async def _apply(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent],
+                     stored: dict[int, tuple[int, int | None]]) -> RecordResult:
+        """The outcome of each event from what the store statement returned, then the thresholds."""
         result = RecordResult()
         # Newly stored bounces per (subscriber, type): only those can move a subscriber over a threshold.
         fresh: dict[tuple[int, str], list[int]] = defaultdict(list)
         for index, event in enumerate(events):
-            row = stored.get(index)
-            result.outcomes.append(Outcome.RECORDED if row is not None else Outcome.DUPLICATE)
-            result.bounce_ids.append(row["id"] if row is not None else None)
-            if row is not None and row["subscriber_id"] is not None:
-                fresh[(row["subscriber_id"], event.type)].append(row["id"])
+            bounce_id, subscriber_id = stored.get(index, (None, None))
+            result.outcomes.append(Outcome.RECORDED if bounce_id is not None else Outcome.DUPLICATE)
+            result.bounce_ids.append(bounce_id)
+            if subscriber_id is not None:
+                fresh[(subscriber_id, event.type)].append(bounce_id)
 
         # One type after another (in sorted order): a subscriber with bounces of two types in the batch sees
         # the first type's action before the second's, and one that was deleted is not acted on again.
@@ -158,11 +159,23 @@ class Recorder:
         return fired
 
 
+async def _stored(conn: psycopg.AsyncConnection, statement: str, params: dict | None = None) -> dict[int, tuple[int, int | None]]:
+    """Input row -> (bounce id, subscriber id) of each row the store statement inserted.
+
+    Plain tuples: a dict per returned row was a tenth of a large import's Python time.
+    """
+    async with conn.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute(statement, params)
+        return {index: (bounce_id, subscriber_id) for index, bounce_id, subscriber_id in await cursor.fetchall()}
+
+
 def _count(events: Sequence[BounceEvent], result: RecordResult) -> None:
-    for event, outcome in zip(events, result.outcomes):
-        metrics.count_event(event.type, event.source, outcome.value)
-    for fired in result.actions:
-        metrics.ACTIONS_FIRED.labels(action=fired.action).inc()
+    """Tallied first: a counter update takes a lock, and a 20,000-event import would take it 20,000 times."""
+    tally = Counter((event.type, event.source, outcome.value) for event, outcome in zip(events, result.outcomes))
+    for (kind, source, outcome), amount in tally.items():
+        metrics.count_event(kind, source, outcome, amount)
+    for action, amount in Counter(fired.action for fired in result.actions).items():
+        metrics.ACTIONS_FIRED.labels(action=action).inc(amount)
 
 
 def _split(result: RecordResult, sizes: list[int]) -> list[RecordResult]:

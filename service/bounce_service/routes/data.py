@@ -6,6 +6,7 @@ lists, for the unsubscribe action) and how many messages each campaign sent (for
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -127,10 +128,26 @@ def _merge(parsed: list[tuple[int, tuple[dict, list[tuple[str, str]]]]]) -> tupl
                 memberships[(email, list_uuid)] = [email, list_uuid, line, status]
             else:
                 membership[3] = status
+    fresh = iter(new_uuids(sum(merged[2] is None for merged in subscribers.values())))
     for merged in subscribers.values():
+        if merged[2] is None:
+            merged[2] = next(fresh)  # used only if the subscriber is new: an existing one keeps its own
         if merged[4] is not None:
             merged[4] = orjson.dumps(merged[4]).decode()
     return list(subscribers.values()), list(memberships.values())
+
+
+def new_uuids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs, as the 32 hex digits PostgreSQL reads as a uuid.
+
+    Drawn from the OS in one call: gen_random_uuid() per row cost ~4 µs on PostgreSQL builds that read
+    /dev/urandom for each one (a 100,000-line import: 0.4 s), and uuid.uuid4() as much in Python.
+    """
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
+    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
+    digits = raw.hex()
+    return [digits[start:start + 32] for start in range(0, 32 * count, 32)]
 
 
 async def _stage(conn: psycopg.AsyncConnection, subscribers: list[list], memberships: list[list]) -> None:
@@ -147,7 +164,7 @@ async def _stage(conn: psycopg.AsyncConnection, subscribers: list[list], members
 async def import_subscribers(request: Request) -> Response:
     """NDJSON, one subscriber per line; all lines are imported or none, and an error names its line.
 
-    The rows are staged with COPY and upserted with one statement per table, which is what makes a bulk
+    The rows are staged with COPY and upserted with one statement for both tables, which is what makes a bulk
     import tens of times faster than a statement (and a round trip) per line.
     """
     body = await request.body()
@@ -161,13 +178,12 @@ async def import_subscribers(request: Request) -> Response:
             raise ApiError(400, f"line {unknown['line']}: Unknown list: {unknown['list_uuid']}")
         try:
             async with conn.transaction():  # a savepoint: the staged rows outlive a conflict, to name its line
-                await conn.execute(queries.UPSERT_IMPORTED_SUBSCRIBERS)
+                await conn.execute(queries.UPSERT_IMPORTED)
         except psycopg.errors.UniqueViolation:
             line = (await (await conn.execute(queries.FIRST_IMPORT_UUID_CONFLICT)).fetchone())["line"]
             # None only if the subscriber that held the uuid was deleted in between.
             where = f"line {line}: " if line is not None else ""
             raise ApiError(409, f"{where}uuid already belongs to another subscriber") from None
-        await conn.execute(queries.UPSERT_IMPORTED_MEMBERSHIPS)
     return ok({"imported": len(parsed)})
 
 
