@@ -209,7 +209,7 @@ def list_bounces_by_campaign(filters: dict, order: str) -> sql.Composed:
 
     The name lives in `campaigns`, so no index of `bounces` has this order and OFFSET would sort the
     joined table (~500 ms for a million rows). Instead `walk` visits the campaigns in order (index on
-    (name, id), migration 0005), counting each one's matching bounces by index (bounces (campaign_id,
+    (name, id), migrations 0005 and 0006), counting each one's matching bounces by index (bounces (campaign_id,
     id)) until the page is reached; then each campaign on the page gives its slice by OFFSET within its
     own bounces, and the campaign-less ones come after all campaigns. Page 5,000 counts ~100,000 index
     entries, as OFFSET over an index does for the other orders.
@@ -362,7 +362,7 @@ RETURNING list_id
 """
 
 # Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in Python in
-# line order), then one statement per table. It ends where upserting line by line would: a field a line
+# line order), then one statement for both tables. It ends where upserting line by line would: a field a line
 # leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
 CREATE_IMPORT_SUBSCRIBERS = """
 CREATE TEMPORARY TABLE import_subscribers (
