@@ -11,12 +11,16 @@ import os
 import threading
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 MAX_SOURCE_LABELS = 50
+
+# A `*_created` series per counter and histogram child doubles the series count for a timestamp no alert
+# or dashboard reads (and multiprocess mode, which the service runs in, never exports them anyway).
+disable_created_metrics()
 
 EVENTS = Counter(
     "bounce_events_total",
