@@ -362,7 +362,7 @@ RETURNING list_id
 """
 
 # Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in Python in
-# line order), then one statement for both tables. It ends where upserting line by line would: a field a line
+# line order), then one statement per table. It ends where upserting line by line would: a field a line
 # leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
 CREATE_IMPORT_SUBSCRIBERS = """
 CREATE TEMPORARY TABLE import_subscribers (
@@ -385,28 +385,39 @@ WHERE NOT EXISTS (SELECT 1 FROM lists l WHERE l.uuid = m.list_uuid)
 ORDER BY m.line LIMIT 1
 """
 
-# One statement for both tables: the memberships join the subscribers the upsert returns, not a second
-# search of the subscribers table by e-mail. EXCLUDED holds the defaults for a new subscriber, so an
-# existing one reads its new values (NULL: keep the old one) back from the staging table. Every staged row
-# has a uuid: the line's, or one drawn for it (routes/data.py new_uuids), which only a new subscriber takes.
-UPSERT_IMPORTED = """
-WITH upserted AS (
-    INSERT INTO subscribers (uuid, email, name, attribs, status)
-    SELECT uuid, email, COALESCE(name, ''), COALESCE(attribs, '{}'), COALESCE(status, 'enabled')
-    FROM import_subscribers
-    ON CONFLICT (LOWER(email)) DO UPDATE SET (name, attribs, status, updated_at) = (
-        SELECT COALESCE(i.name, subscribers.name), COALESCE(i.attribs, subscribers.attribs),
-               COALESCE(i.status, subscribers.status), NOW()
-        FROM import_subscribers i WHERE i.email = EXCLUDED.email
-    )
-    RETURNING id, LOWER(email) AS email
+# EXCLUDED holds the defaults for a new subscriber, so an existing one reads its new values (NULL: keep
+# the old one) back from the staging table. Every staged row has a uuid: the line's, or one drawn for it
+# (routes/data.py new_uuids), which only a new subscriber takes. A subscriber (or, below, a membership)
+# that the import would not change is not written at all, nor is its updated_at moved: re-importing the
+# sending system's whole list, the usual nightly sync, then costs reads, not a new version of every row
+# and of every index entry.
+UPSERT_IMPORTED_SUBSCRIBERS = """
+INSERT INTO subscribers (uuid, email, name, attribs, status)
+SELECT uuid, email, COALESCE(name, ''), COALESCE(attribs, '{}'), COALESCE(status, 'enabled')
+FROM import_subscribers
+ON CONFLICT (LOWER(email)) DO UPDATE SET (name, attribs, status, updated_at) = (
+    SELECT COALESCE(i.name, subscribers.name), COALESCE(i.attribs, subscribers.attribs),
+           COALESCE(i.status, subscribers.status), NOW()
+    FROM import_subscribers i WHERE i.email = EXCLUDED.email
 )
+WHERE EXISTS (
+    SELECT 1 FROM import_subscribers i WHERE i.email = EXCLUDED.email
+      AND (i.name IS NOT NULL AND i.name <> subscribers.name
+        OR i.attribs IS NOT NULL AND i.attribs <> subscribers.attribs
+        OR i.status IS NOT NULL AND i.status <> subscribers.status)
+)
+"""
+
+# A statement of its own, after the subscribers': it sees every subscriber the import made or found,
+# including one another client created meanwhile (the upsert waited for it).
+UPSERT_IMPORTED_MEMBERSHIPS = """
 INSERT INTO subscriber_lists (subscriber_id, list_id, status)
 SELECT s.id, l.id, m.status
 FROM import_memberships m
-JOIN upserted s ON s.email = m.email
+JOIN subscribers s ON LOWER(s.email) = m.email
 JOIN lists l ON l.uuid = m.list_uuid
 ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
+WHERE subscriber_lists.status <> EXCLUDED.status
 """
 
 # After a uuid conflict: the first line whose new subscriber takes a uuid already taken, by an existing

@@ -78,6 +78,32 @@ async def test_lines_for_one_address_end_as_upserting_them_in_order_would(client
     assert len(subscribers(db)) == 2
 
 
+def updated_at(db) -> dict[str, object]:
+    rows = db.execute("SELECT s.email, s.updated_at, sl.updated_at AS membership_updated_at FROM subscribers s"
+                      " LEFT JOIN subscriber_lists sl ON sl.subscriber_id = s.id")
+    return {row["email"]: (row["updated_at"], row["membership_updated_at"]) for row in rows}
+
+
+async def test_reimporting_unchanged_lines_writes_nothing_and_a_change_moves_only_its_row(client, db):
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    lines = [{"email": f"s{n}@example.com", "name": f"S{n}", "attribs": {"n": n}, "lists": [{"uuid": LIST_A}]}
+             for n in range(3)]
+    assert (await import_subscribers(client, ndjson(*lines))).status_code == 200
+    before, contents = updated_at(db), (subscribers(db), memberships(db))
+    # Same values again, in another case and with fields left out: nothing to change.
+    again = [lines[0], {"email": "S1@EXAMPLE.COM", "lists": [{"uuid": LIST_A}]}, {**lines[2], "name": None}]
+    assert (await import_subscribers(client, ndjson(*again))).json() == {"data": {"imported": 3}}
+    assert updated_at(db) == before and (subscribers(db), memberships(db)) == contents
+    changed = [{**lines[0], "attribs": {"n": 99}}, {**lines[1], "lists": [{"uuid": LIST_A, "status": "unsubscribed"}]}, lines[2]]
+    assert (await import_subscribers(client, ndjson(*changed))).status_code == 200
+    after = updated_at(db)
+    assert after["s0@example.com"][0] > before["s0@example.com"][0] and after["s0@example.com"][1] == before["s0@example.com"][1]
+    assert after["s1@example.com"][0] == before["s1@example.com"][0] and after["s1@example.com"][1] > before["s1@example.com"][1]
+    assert after["s2@example.com"] == before["s2@example.com"]
+    assert subscribers(db)["s0@example.com"]["attribs"] == {"n": 99}
+    assert ("s1@example.com", LIST_A, "unsubscribed") in memberships(db)
+
+
 async def test_import_sets_and_updates_list_memberships(client, db):
     for uuid, name in ((LIST_A, "A"), (LIST_B, "B")):
         await client.post("/api/lists", json={"uuid": uuid, "name": name}, auth=auth())
