@@ -32,6 +32,7 @@ from typing import Awaitable, Callable
 import httpx
 import orjson
 import psycopg
+from psycopg.rows import dict_row
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -195,6 +196,22 @@ async def sample_memory(pids: list[int], samples: list[tuple[float, list[float]]
         await asyncio.sleep(every)
 
 
+# What PostgreSQL did meanwhile: WAL written, checkpoints begun, blocks read from outside shared_buffers.
+DATABASE_SAMPLE = """
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS wal,
+       (SELECT num_timed + num_requested FROM pg_stat_checkpointer) AS checkpoints,
+       (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()) AS blocks_read
+"""
+
+
+async def sample_database(db_url: str, samples: list[tuple[float, dict]], every: float, started: float,
+                          deadline: float) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        while time.monotonic() < deadline:
+            samples.append((time.monotonic() - started, await (await conn.execute(DATABASE_SAMPLE)).fetchone()))
+            await asyncio.sleep(every)
+
+
 async def report_progress(all_streams: list[Stream], scans: Scans, memory, started: float, deadline: float) -> None:
     every = max(10.0, (deadline - started) / 10)
     while time.monotonic() + every < deadline:
@@ -221,6 +238,7 @@ async def run(args: argparse.Namespace, db_url: str, work: Path, dovecot: Doveco
     all_streams = streams(sendgrid_key, args.sendgrid_batch)
     scans = Scans()
     memory: list[tuple[float, list[float]]] = []
+    database: list[tuple[float, dict]] = []
     with service(db_url, config, secrets) as url:
         pids = worker_pids(config)
         progress(f"service at {url}, workers {pids}; {args.seconds}s of mixed traffic after {WARM_UP:.0f}s of warm-up")
@@ -233,6 +251,7 @@ async def run(args: argparse.Namespace, db_url: str, work: Path, dovecot: Doveco
                 scanner(user, scans, args.scan_every, args.scan_messages, started, deadline,
                         lambda: scan_once(config, secrets, db_url)),
                 sample_memory(pids, memory, args.sample_every, started, deadline),
+                sample_database(db_url, database, args.sample_every, started, deadline),
                 report_progress(all_streams, scans, memory, started, deadline),
             )
         progress("load over; a last pass empties the mailbox")
@@ -240,10 +259,23 @@ async def run(args: argparse.Namespace, db_url: str, work: Path, dovecot: Doveco
         memory.append((time.monotonic() - started, [rss_mib(pid) for pid in pids]))
     with psycopg.connect(db_url) as conn:
         stored = dict(conn.execute("SELECT source, count(*) FROM bounces GROUP BY source").fetchall())
-    return summarize(args, all_streams, scans, memory, stored, final_status, len(user.messages()))
+    return summarize(args, all_streams, scans, memory, database, stored, final_status, len(user.messages()))
 
 
-def summarize(args, all_streams: list[Stream], scans: Scans, memory, stored: dict[str, int], final_status: int,
+def database_timeline(database: list[tuple[float, dict]], events: list[int], begin: float, tenth: float) -> None:
+    """Per tenth of the run: WAL per stored event, checkpoints begun, blocks PostgreSQL read from the OS."""
+    def at(moment: float) -> dict:
+        return min(database, key=lambda sample: abs(sample[0] - moment))[1]
+
+    marks = [at(begin + n * tenth) for n in range(11)]
+    wal = [(b["wal"] - a["wal"]) / max(1, stored) / 1024 for a, b, stored in zip(marks, marks[1:], events)]
+    print("timeline, WAL KiB per stored event: " + " ".join(f"{w:.1f}" for w in wal))
+    print("timeline, checkpoints begun: " + " ".join(str(b["checkpoints"] - a["checkpoints"]) for a, b in zip(marks, marks[1:])))
+    print("timeline, blocks read from outside shared_buffers (thousands): "
+          + " ".join(f"{(b['blocks_read'] - a['blocks_read']) / 1000:.0f}" for a, b in zip(marks, marks[1:])))
+
+
+def summarize(args, all_streams: list[Stream], scans: Scans, memory, database, stored: dict[str, int], final_status: int,
               left_in_mailbox: int) -> int:
     begin, end = WARM_UP, WARM_UP + args.seconds
     fifth = args.seconds / 5
@@ -277,6 +309,9 @@ def summarize(args, all_streams: list[Stream], scans: Scans, memory, stored: dic
     buckets = [window(everything, begin + n * tenth, begin + (n + 1) * tenth) for n in range(10)]
     print("timeline, req/s per tenth of the run: " + " ".join(f"{len(b) / tenth:.0f}" for b in buckets))
     print("timeline, p99 ms per tenth of the run: " + " ".join(f"{percentile([s[1] for s in b], 0.99):.0f}" for b in buckets))
+    events = [sum(len(window(stream.samples, begin + n * tenth, begin + (n + 1) * tenth)) * stream.events_per_request
+                  for stream in all_streams) for n in range(10)]
+    database_timeline(database, events, begin, tenth)
 
     passes = scans.passes
     failed_passes = sum(1 for p in passes if p[2] != 0) + (final_status != 0)
