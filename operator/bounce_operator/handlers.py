@@ -73,7 +73,8 @@ async def secret_changed(event: kopf.RawEvent, namespace: str, name: str, secret
                          memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     if event["type"] is None:
         return  # the initial listing: every BounceConfig is being resumed anyway
-    for user in secret_users.get((namespace, name), []):
+    # A copy: kopf updates the index while this awaits, and iterating it then fails.
+    for user in list(secret_users.get((namespace, name), [])):
         await memo.reconciler.reconcile_named(namespace, user, logger)
 
 
