@@ -41,6 +41,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
+    # After writing its annotations kopf waits this long to see that write come back on the watch; past
+    # it, it takes the older events for the truth: it runs the create handler again on a stale body, which
+    # rewrites the status with a new Ready time. Its 5 s default is too short when many BounceConfigs
+    # arrive at once and the event loop falls behind the watch (200 at once: half were reconciled twice).
+    # The cost: should that version never come back (a relisted watch), kopf's next handling waits as long.
+    settings.persistence.consistency_timeout = 30.0
     # Events are for what the operator did (posted explicitly); kopf's per-handler chatter stays in the log.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "bounce-operator"  # the "From" of `kubectl describe`
@@ -73,7 +79,8 @@ async def secret_changed(event: kopf.RawEvent, namespace: str, name: str, secret
                          memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     if event["type"] is None:
         return  # the initial listing: every BounceConfig is being resumed anyway
-    for user in secret_users.get((namespace, name), []):
+    # A copy: kopf updates the index while this awaits, and iterating it then fails.
+    for user in list(secret_users.get((namespace, name), [])):
         await memo.reconciler.reconcile_named(namespace, user, logger)
 
 

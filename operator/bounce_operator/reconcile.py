@@ -1,8 +1,9 @@
 """One reconciliation: make a BounceConfig's children match its spec, then say how it went in its status.
 
-Level-triggered and idempotent: every call reads what exists, writes only what differs (a JSON merge
-patch, never PUT), deletes the children the spec no longer wants, and patches the status only when it
-changed. Running it again, after a restart or for a stray event, costs reads and nothing else.
+Level-triggered and idempotent: every call reads what exists (the first, with no status yet, creates
+and reads only what turns out to exist), writes only what differs (a JSON merge patch, never PUT),
+deletes the children the spec no longer wants, and patches the status only when it changed. Running it
+again, after a restart or for a stray event, costs reads and nothing else.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class Reconciler:
         if before is None or set(before) - set(self._wanted[key]):
             self._pruned.discard(key)
 
-        results = await asyncio.gather(*(self._apply(owner, m) for m in desired), return_exceptions=True)
+        results = await asyncio.gather(*(self._apply(owner, m, new=not previous) for m in desired),
+                                       return_exceptions=True)
         actions: dict[str, list[str]] = defaultdict(list)
         deployment = None
         scans: dict[str, dict[str, Any]] = {}
@@ -250,18 +252,22 @@ class Reconciler:
                                                          f"(referenced by {where})"))
         return values, problems
 
-    async def _apply(self, owner: Owner, desired: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        """Create, or merge-patch what differs; (action, the object as the server now has it)."""
+    async def _apply(self, owner: Owner, desired: Mapping[str, Any], *,
+                     new: bool) -> tuple[str | None, dict[str, Any]]:
+        """Create, or merge-patch what differs; (action, the object as the server now has it).
+
+        The children of a `new` BounceConfig (one never reconciled) almost never exist yet: it creates
+        them without reading first, and reads only when the name is taken."""
         url = path_of(desired)
         manifest = stamped(desired)
-        current = await self._kube.get(url)
+        current = None if new else await self._kube.get(url)
         if current is None:
             try:
                 return "Created", await self._kube.create(manifest)
             except ApiError as exc:
                 if exc.status != 409:
                     raise
-                current = await self._kube.get(url)  # created meanwhile: check it like any other
+                current = await self._kube.get(url)  # it exists after all: check it like any other
                 if current is None:
                     raise
         if not controlled_by(current, owner):
