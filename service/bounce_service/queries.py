@@ -461,12 +461,14 @@ WITH recent AS (
     ORDER BY created_at DESC, id DESC
     LIMIT %(limit)s
 )
-SELECT r.uuid, r.name, r.sent,
-       COUNT(*) FILTER (WHERE b.type = 'hard') AS hard,
-       COUNT(*) FILTER (WHERE b.type = 'soft') AS soft,
-       COUNT(*) FILTER (WHERE b.type = 'complaint') AS complaint
-FROM recent r LEFT JOIN bounces b ON b.campaign_id = r.id
-GROUP BY r.uuid, r.name, r.sent
+SELECT r.uuid, r.name, r.sent, n.hard, n.soft, n.complaint
+FROM recent r CROSS JOIN LATERAL (
+    -- Counted per campaign from the index alone, rather than grouping every joined row by campaign.
+    SELECT COUNT(*) FILTER (WHERE b.type = 'hard') AS hard,
+           COUNT(*) FILTER (WHERE b.type = 'soft') AS soft,
+           COUNT(*) FILTER (WHERE b.type = 'complaint') AS complaint
+    FROM bounces b WHERE b.campaign_id = r.id
+) n
 ORDER BY r.uuid
 """
 
