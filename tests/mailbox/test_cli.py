@@ -36,13 +36,19 @@ def cli(tmp_path: Path, secrets, database_url: str):
         popen.setdefault("stderr", subprocess.PIPE)
         return subprocess.Popen(
             [*command, "scan", "--config", str(path), "--secrets-dir", str(secrets.directory), "--mailbox", "bounces",
-             *extra], env=service_env(DATABASE_URL=database), text=True, **popen)
+             *extra], env=service_env(DATABASE_URL=database, PYTHONFAULTHANDLER="1"), text=True, **popen)
 
     return run
 
 
-def finish(process: subprocess.Popen) -> tuple[int, str]:
-    _, stderr = process.communicate(timeout=60)
+def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # A scan that hangs says where: SIGABRT makes faulthandler (PYTHONFAULTHANDLER) print every thread.
+        process.send_signal(signal.SIGABRT)
+        _, stderr = process.communicate(timeout=30)
+        pytest.fail(f"`bounce-service scan` did not end within {timeout} s; its threads when stopped:\n{(stderr or '')[-6000:]}")
     return process.returncode, stderr
 
 
