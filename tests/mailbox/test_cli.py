@@ -34,11 +34,19 @@ def cli(tmp_path: Path, secrets, database_url: str):
         path.write_text(yaml.safe_dump(json.loads(json.dumps(config.spec))))  # plain types for YAML
         command = script or [sys.executable, "-m", "bounce_service"]
         popen.setdefault("stderr", subprocess.PIPE)
+        # A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and every child
+        # inherits that: Python then leaves Ctrl-C ignored and --watch never stops. These tests play a
+        # person at a terminal, so the scan starts with Ctrl-C working, whoever started the suite.
+        popen.setdefault("preexec_fn", _ctrl_c_works)
         return subprocess.Popen(
             [*command, "scan", "--config", str(path), "--secrets-dir", str(secrets.directory), "--mailbox", "bounces",
              *extra], env=service_env(DATABASE_URL=database, PYTHONFAULTHANDLER="1"), text=True, **popen)
 
     return run
+
+
+def _ctrl_c_works() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
