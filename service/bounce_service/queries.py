@@ -60,8 +60,8 @@ RECORD_BOUNCES = _RECORD_FROM.format(input=f"json_to_recordset(%(rows)s::json) A
 
 # Bulk import: rows COPYed into a temporary table are cheaper to hand over than one JSON document.
 CREATE_IMPORT_BOUNCES = f"CREATE TEMPORARY TABLE import_bounces ({BOUNCE_ROW_COLUMNS}) ON COMMIT DROP"
-COPY_IMPORT_BOUNCES = (
-    "COPY import_bounces (i, email, subscriber_uuid, campaign_uuid, type, source, meta, event_key, created_at) FROM STDIN"
+COPY_IMPORT_BOUNCES = "COPY import_bounces ({names}) FROM STDIN".format(
+    names=", ".join(column.split()[0] for column in BOUNCE_ROW_COLUMNS.split(","))
 )
 RECORD_STAGED_BOUNCES = _RECORD_FROM.format(input="import_bounces r")
 
@@ -209,8 +209,8 @@ def list_bounces_by_campaign(filters: dict, order: str) -> sql.Composed:
 
     The name lives in `campaigns`, so no index of `bounces` has this order and OFFSET would sort the
     joined table (~500 ms for a million rows). Instead `walk` visits the campaigns in order (index on
-    (name, id), migrations 0005 and 0006), counting each one's matching bounces by index (bounces (campaign_id,
-    id)) until the page is reached; then each campaign on the page gives its slice by OFFSET within its
+    (name, id), migration 0005), counting each one's matching bounces by index (bounces (campaign_id,
+    id), migration 0006) until the page is reached; then each campaign on the page gives its slice by OFFSET within its
     own bounces, and the campaign-less ones come after all campaigns. Page 5,000 counts ~100,000 index
     entries, as OFFSET over an index does for the other orders.
     """

@@ -86,9 +86,9 @@ class Recorder:
             await conn.execute(queries.CREATE_IMPORT_BOUNCES)
             async with conn.cursor() as cursor, cursor.copy(queries.COPY_IMPORT_BOUNCES) as copy:
                 for index, event in enumerate(events):
-                    await copy.write_row((index, event.email, event.subscriber_uuid, event.campaign_uuid, event.type,
-                                          event.source, orjson.dumps(event.meta).decode(), event.event_key,
-                                          event.created_at))
+                    row = self._row(index, event)
+                    row["meta"] = orjson.dumps(event.meta).decode()  # COPY takes jsonb as its text
+                    await copy.write_row(tuple(row.values()))
             stored = await _stored(conn, queries.RECORD_STAGED_BOUNCES)
             result = await self._apply(conn, events, stored)
         _count(events, result)
@@ -122,7 +122,7 @@ class Recorder:
 
     @staticmethod
     def _row(index: int, event: BounceEvent) -> dict:
-        """One row of RECORD_BOUNCES's JSON input."""
+        """One input row of the store statement, its keys in the order of queries.BOUNCE_ROW_COLUMNS."""
         return {
             "i": index,
             "email": event.email,
