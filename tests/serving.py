@@ -49,10 +49,11 @@ def service_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def serve(database_url: str, *, workers: int | None = 1, config: Path = ROOT / "examples/bounceconfig.yaml",
-          secrets_dir: Path = ROOT / "examples/secrets", output: Path | None = None,
+          secrets_dir: Path = ROOT / "examples/secrets", output: Path | None = None, **environ: str,
           ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`bounce-service serve` (by default with the example config and development secrets), ready for requests.
-    `workers=None` leaves the number of workers to the config's spec.service.workers.
+    `workers=None` leaves the number of workers to the config's spec.service.workers; `environ` is added
+    to its environment.
 
     Everything it prints (logs on stderr, the access log on stdout) goes to `output`, a file: a pipe nobody
     reads while the test runs would fill up and stall the service mid-test.
@@ -65,7 +66,7 @@ def serve(database_url: str, *, workers: int | None = 1, config: Path = ROOT / "
                 [sys.executable, "-m", "bounce_service", "serve", "--config", str(config),
                  "--secrets-dir", str(secrets_dir), "--port", str(port),
                  *(["--workers", str(workers)] if workers is not None else [])],
-                env=service_env(DATABASE_URL=database_url), stdout=printed, stderr=subprocess.STDOUT, text=True,
+                env=service_env(DATABASE_URL=database_url, **environ), stdout=printed, stderr=subprocess.STDOUT, text=True,
             )
         url = f"http://127.0.0.1:{port}"
         try:

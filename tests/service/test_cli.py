@@ -18,8 +18,9 @@ from tests.conftest import ROOT, server_dir
 from tests.serving import serve, service_env, stop, wait_until_ready
 
 
-def test_serve_answers_records_and_stops_cleanly(database_url, db):
-    with serve(database_url, workers=2) as (url, process):
+def test_serve_answers_records_and_stops_cleanly(database_url, db, tmp_path):
+    with serve(database_url, workers=2, TMPDIR=str(tmp_path)) as (url, process):
+        assert [path.name[:15] for path in tmp_path.iterdir()] == ["bounce-metrics-"]
         with httpx.Client(base_url=url) as client:  # keep-alive off so requests spread over the workers
             for index in range(12):
                 response = client.post("/webhooks/bounce", auth=("mailer", "dev-mailer-token"),
@@ -31,20 +32,24 @@ def test_serve_answers_records_and_stops_cleanly(database_url, db):
             for _ in range(4):
                 text = client.get("/metrics", headers={"Connection": "close"}).text
                 assert 'bounce_events_total{outcome="recorded",source="cli-test",type="hard"} 12.0' in text
+                assert "\nbounce_commit_group_requests_sum 12.0\n" in text  # a series without labels, too
         code, _ = stop(process)
     assert code == 0
+    assert not list(tmp_path.iterdir())  # the workers' counter files went with the service
 
 
 def test_serve_workers_hold_no_secret_value_in_their_environment_or_command_line(database_url):
-    # `serve` hands its workers the validated spec; anyone who may read /proc (`ps e`) must not learn a token.
+    # anyone who may read /proc (`ps e`) must not learn a token from the supervisor or a worker.
     tokens = [path.read_bytes().strip() for path in (ROOT / "examples/secrets/bounce-api").iterdir()]
     with serve(database_url, workers=2) as (url, process):
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        supervisor = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        # Forked from the supervisor, which had loaded the app (start-up: see bench/startup.py), not spawned.
+        workers = [pid for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes() == supervisor]
         assert len(workers) == 2
-        for pid in workers:
+        for pid in (process.pid, *workers):
             seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
-            assert b"BOUNCE_VALIDATED_SPEC=" in seen and b"bounce-api" in seen
+            assert b"examples/secrets" in seen
             assert not [token for token in tokens if token in seen]
 
 
