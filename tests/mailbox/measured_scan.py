@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from bounce_service import cli
-# Loaded before the starting point is taken: code, not growth (the config imports the schema only to validate).
-from bounce_service import schema  # noqa: F401
+# Loaded before the starting point is taken: code, not growth (the config imports the schema only to
+# validate, the CLI the providers only to check their keys).
+from bounce_service import providers, schema  # noqa: F401
 from bounce_service.mailbox import scanner  # noqa: F401
 
 
