@@ -156,6 +156,27 @@ async def test_blocklist_also_unsubscribes_every_list(make_recorder, db):
     assert action["action"] == "blocklist"
 
 
+def moved(db, table: str, order: str, changed: str) -> list[int]:
+    """Rows (matching `changed`) whose version is on neither neighbour's page, in `order`: an update moved
+    them, writing a new entry into every index of the table, instead of updating them in place (HOT)."""
+    rows = db.execute(f"SELECT {order} AS key, {changed} AS changed, (ctid::text::point)[0] AS page "
+                      f"FROM {table} ORDER BY {order}").fetchall()
+    return [row["key"] for before, row, after in zip(rows, rows[1:], rows[2:])
+            if row["changed"] and row["page"] not in (before["page"], after["page"])]
+
+
+async def test_a_fired_action_updates_its_rows_in_place_on_pages_just_filled(make_recorder, db):
+    recorder = await make_recorder()
+    for n in range(300):
+        add_subscriber(db, f"page{n}@example.com", lists=1)
+    result = await recorder.record([hard(f"page{n}@example.com", type="hard" if n % 20 == 10 else "soft")
+                                    for n in range(300)])
+    assert len(result.actions) == 15
+    assert moved(db, "bounces", "id", "action IS NOT NULL") == []
+    assert moved(db, "subscribers", "id", "status = 'blocklisted'") == []
+    assert moved(db, "subscriber_lists", "subscriber_id", "status = 'unsubscribed'") == []
+
+
 async def test_delete_removes_subscriber_but_keeps_bounce_history(make_recorder, db):
     recorder = await make_recorder(hard=ActionRule(2, "delete", None))
     sub = add_subscriber(db, "d@example.com", lists=1)
