@@ -65,31 +65,47 @@ COPY_IMPORT_BOUNCES = "COPY import_bounces ({names}) FROM STDIN".format(
 )
 RECORD_STAGED_BOUNCES = _RECORD_FROM.format(input="import_bounces r")
 
-# Thresholds, for all the subscribers of one bounce type in a batch at once: a statement per step, not
-# per subscriber. Each action statement returns the subscribers it changed.
-REACHED_THRESHOLD = """
-SELECT subscriber_id FROM bounces
-WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND type = %(type)s
-  AND (%(window)s::interval IS NULL OR created_at >= NOW() - %(window)s::interval)
-GROUP BY subscriber_id
-HAVING COUNT(*) >= %(count)s
+# A threshold's whole step for the subscribers of one bounce type in a batch, in one statement (one round
+# trip in a transaction that a webhook batch holds open): who reached the count within the window, the
+# action on them, and the mark on each one's latest bounce of the batch. An action fires only where it
+# changed a row; the statement returns those subscribers. `latest` pairs each subscriber with that bounce.
+# The data-modifying steps touch different tables and are all carried out, whether read or not. A
+# deleted subscriber's bounces lose their subscriber_id after the statement (ON DELETE SET NULL), the
+# mark included.
+_THRESHOLD_STEP = """
+WITH latest AS (
+    SELECT * FROM unnest(%(subscriber_ids)s::bigint[], %(bounce_ids)s::bigint[]) AS l(subscriber_id, bounce_id)
+), reached AS (
+    SELECT subscriber_id FROM bounces
+    WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND type = %(type)s
+      AND (%(window)s::interval IS NULL OR created_at >= NOW() - %(window)s::interval)
+    GROUP BY subscriber_id
+    HAVING COUNT(*) >= %(count)s
+), {action}, marked AS (
+    UPDATE bounces SET action = %(action)s FROM latest
+    WHERE bounces.id = latest.bounce_id AND latest.subscriber_id IN (SELECT subscriber_id FROM changed)
+)
+SELECT DISTINCT subscriber_id FROM changed ORDER BY subscriber_id
 """
 
-UNSUBSCRIBE_ALL_LISTS = """
-UPDATE subscriber_lists SET status = 'unsubscribed', updated_at = NOW()
-WHERE subscriber_id = ANY(%(subscriber_ids)s::bigint[]) AND status <> 'unsubscribed'
-RETURNING subscriber_id
-"""
+_UNSUBSCRIBE_REACHED = """unsubscribed AS (
+    UPDATE subscriber_lists SET status = 'unsubscribed', updated_at = NOW()
+    WHERE subscriber_id IN (SELECT subscriber_id FROM reached) AND status <> 'unsubscribed'
+    RETURNING subscriber_id
+)"""
 
-BLOCKLIST_SUBSCRIBERS = """
-UPDATE subscribers SET status = 'blocklisted', updated_at = NOW()
-WHERE id = ANY(%(subscriber_ids)s::bigint[]) AND status <> 'blocklisted'
-RETURNING id AS subscriber_id
-"""
-
-DELETE_SUBSCRIBERS = "DELETE FROM subscribers WHERE id = ANY(%(subscriber_ids)s::bigint[]) RETURNING id AS subscriber_id"
-
-MARK_ACTIONS = "UPDATE bounces SET action = %(action)s WHERE id = ANY(%(bounce_ids)s::bigint[])"
+THRESHOLD_STEPS = {
+    "unsubscribe": _THRESHOLD_STEP.format(action=_UNSUBSCRIBE_REACHED + """,
+changed AS (SELECT subscriber_id FROM unsubscribed)"""),
+    "blocklist": _THRESHOLD_STEP.format(action=_UNSUBSCRIBE_REACHED + """, blocklisted AS (
+    UPDATE subscribers SET status = 'blocklisted', updated_at = NOW()
+    WHERE id IN (SELECT subscriber_id FROM reached) AND status <> 'blocklisted'
+    RETURNING id AS subscriber_id
+), changed AS (SELECT subscriber_id FROM blocklisted UNION SELECT subscriber_id FROM unsubscribed)"""),
+    "delete": _THRESHOLD_STEP.format(action="""changed AS (
+    DELETE FROM subscribers WHERE id IN (SELECT subscriber_id FROM reached) RETURNING id AS subscriber_id
+)"""),
+}
 
 # ---- provider signature tokens (providers/_tokens.py) ---------------------------------------------------
 

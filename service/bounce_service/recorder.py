@@ -23,14 +23,6 @@ from .db import Database
 from .events import BounceEvent
 
 
-# What each threshold action changes; it counts as fired when any of its statements changed a row.
-ACTION_STATEMENTS = {
-    "unsubscribe": (queries.UNSUBSCRIBE_ALL_LISTS,),
-    "blocklist": (queries.BLOCKLIST_SUBSCRIBERS, queries.UNSUBSCRIBE_ALL_LISTS),
-    "delete": (queries.DELETE_SUBSCRIBERS,),
-}
-
-
 class Outcome(str, enum.Enum):
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
@@ -143,20 +135,13 @@ class Recorder:
         rule = self.actions[kind]
         if rule.action == "none" or not latest:
             return []
-        reached = await (await conn.execute(queries.REACHED_THRESHOLD, {
-            "subscriber_ids": sorted(latest), "type": kind, "window": rule.window, "count": rule.count})).fetchall()
-        if not reached:
-            return []
-        ids = {"subscriber_ids": sorted(row["subscriber_id"] for row in reached)}
-        changed: set[int] = set()
-        for statement in ACTION_STATEMENTS[rule.action]:
-            changed.update(row["subscriber_id"] for row in await (await conn.execute(statement, ids)).fetchall())
-        if not changed:
-            return []
-        fired = [FiredAction(subscriber_id=subscriber_id, bounce_id=latest[subscriber_id], action=rule.action)
-                 for subscriber_id in sorted(changed)]
-        await conn.execute(queries.MARK_ACTIONS, {"action": rule.action, "bounce_ids": [f.bounce_id for f in fired]})
-        return fired
+        subscriber_ids = sorted(latest)
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(queries.THRESHOLD_STEPS[rule.action], {
+                "subscriber_ids": subscriber_ids, "bounce_ids": [latest[subscriber_id] for subscriber_id in subscriber_ids],
+                "type": kind, "window": rule.window, "count": rule.count, "action": rule.action})
+            return [FiredAction(subscriber_id=subscriber_id, bounce_id=latest[subscriber_id], action=rule.action)
+                    for subscriber_id, in await cursor.fetchall()]
 
 
 async def _stored(conn: psycopg.AsyncConnection, statement: str, params: dict | None = None) -> dict[int, tuple[int, int | None]]:

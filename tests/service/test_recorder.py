@@ -186,8 +186,20 @@ async def test_delete_removes_subscriber_but_keeps_bounce_history(make_recorder,
     assert [a.action for a in result.actions] == ["delete"]
     assert subscriber(db, sub["id"]) is None
     assert count(db, "SELECT COUNT(*) AS n FROM subscriber_lists") == 0
-    rows = db.execute("SELECT subscriber_id, email FROM bounces").fetchall()
-    assert rows == [{"subscriber_id": None, "email": "d@example.com"}] * 2
+    rows = db.execute("SELECT subscriber_id, email, action FROM bounces ORDER BY id").fetchall()
+    assert rows == [{"subscriber_id": None, "email": "d@example.com", "action": None},
+                    {"subscriber_id": None, "email": "d@example.com", "action": "delete"}]  # the one that fired
+
+
+async def test_a_subscriber_deleted_by_one_type_is_not_acted_on_by_the_next_in_the_batch(make_recorder, db):
+    recorder = await make_recorder(complaint=ActionRule(1, "delete", None))  # complaint is applied before hard
+    sub = add_subscriber(db, "twice@example.com", lists=1)
+    result = await recorder.record([hard("twice@example.com"), hard("twice@example.com", type="complaint")])
+    assert [(a.action, a.bounce_id) for a in result.actions] == [("delete", result.bounce_ids[1])]
+    assert subscriber(db, sub["id"]) is None
+    rows = db.execute("SELECT type::text, subscriber_id, action FROM bounces ORDER BY id").fetchall()
+    assert rows == [{"type": "hard", "subscriber_id": None, "action": None},
+                    {"type": "complaint", "subscriber_id": None, "action": "delete"}]
 
 
 async def test_action_none_changes_nothing(make_recorder, db):
