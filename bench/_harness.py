@@ -84,14 +84,18 @@ def wait_ready(url: str, process: subprocess.Popen, path: str = "/readyz", deadl
 
 
 @contextmanager
-def service(db_url: str, config: Path, secrets: Path) -> Iterator[str]:
+def service(db_url: str, config: Path, secrets: Path, log: Path | None = None) -> Iterator[str]:
+    """`bounce-service serve`, ready; what it prints goes to `log` if given (a file, never a pipe nobody reads)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url}
+    output = log.open("w") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "bounce_service", "serve", "--config", str(config), "--secrets-dir", str(secrets),
          "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=output, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
+    if log:
+        output.close()  # the child has its own copy
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)

@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -63,6 +64,7 @@ class Stream:
     events_per_request: int
     make: Callable[[], Request]
     samples: list[tuple[float, float, int]] = field(default_factory=list)  # (start, ms, status); 0: no answer
+    failures: Counter = field(default_factory=Counter)  # what each request that failed got: a status or an exception
 
 
 def write_config(work: Path, dovecot: Dovecot, mail_user: str, sendgrid_key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
@@ -136,8 +138,11 @@ async def load(stream: Stream, client: httpx.AsyncClient, started: float, deadli
             at = time.monotonic()
             try:
                 status = (await request(client)).status_code
-            except httpx.HTTPError:
-                status = 0
+                outcome = str(status)
+            except httpx.HTTPError as exc:
+                status, outcome = 0, type(exc).__name__
+            if not 200 <= status < 300:
+                stream.failures[outcome] += 1
             stream.samples.append((at - started, (time.monotonic() - at) * 1000, status))
 
     await asyncio.gather(*(loop() for _ in range(stream.concurrency)))
@@ -170,17 +175,18 @@ async def scanner(user, scans: Scans, every: float, per_pass: int, started: floa
 
 
 def worker_pids(config: Path) -> list[int]:
-    """The uvicorn workers of the `serve` process started with `config` (its spawned children)."""
+    """The uvicorn workers of the `serve` process started with `config`: its children, forked from it."""
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                cmdline = (proc / "cmdline").read_bytes()
+                children = (proc / "task" / proc.name / "children").read_text().split()
             except OSError:
                 continue
-            if b"serve" in argv and str(config).encode() in argv:
-                children = (proc / "task" / proc.name / "children").read_text().split()
-                return [int(pid) for pid in children
-                        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            argv = cmdline.split(b"\0")
+            workers = [int(pid) for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline]
+            if b"serve" in argv and str(config).encode() in argv and workers:
+                return workers
     raise RuntimeError("the service's workers were not found")
 
 
@@ -239,7 +245,7 @@ async def run(args: argparse.Namespace, db_url: str, work: Path, dovecot: Doveco
     scans = Scans()
     memory: list[tuple[float, list[float]]] = []
     database: list[tuple[float, dict]] = []
-    with service(db_url, config, secrets) as url:
+    with service(db_url, config, secrets, log=work / "service.log") as url:
         pids = worker_pids(config)
         progress(f"service at {url}, workers {pids}; {args.seconds}s of mixed traffic after {WARM_UP:.0f}s of warm-up")
         limits = httpx.Limits(max_connections=sum(s.concurrency for s in all_streams))
@@ -257,6 +263,11 @@ async def run(args: argparse.Namespace, db_url: str, work: Path, dovecot: Doveco
         progress("load over; a last pass empties the mailbox")
         final_status = await scan_once(config, secrets, db_url)
         memory.append((time.monotonic() - started, [rss_mib(pid) for pid in pids]))
+    if any(stream.failures for stream in all_streams):
+        # What the service said about them: its log goes with the scratch directory when the run ends.
+        logged = (work / "service.log").read_text().splitlines()
+        progress("the service's log, its warnings and errors:\n" + "\n".join(
+            line for line in logged if "WARNING" in line or "ERROR" in line or line.startswith((" ", "Traceback"))))
     with psycopg.connect(db_url) as conn:
         stored = dict(conn.execute("SELECT source, count(*) FROM bounces GROUP BY source").fetchall())
     return summarize(args, all_streams, scans, memory, database, stored, final_status, len(user.messages()))
@@ -295,6 +306,9 @@ def summarize(args, all_streams: list[Stream], scans: Scans, memory, database, s
               f"{percentile(ms, 0.5):>9.1f}{percentile(ms, 0.99):>9.1f}{bad:>9}"
               f"{len(first) / fifth:>17.1f}{len(last) / fifth:>10.1f}"
               f"{percentile([s[1] for s in first], 0.99):>11.1f}{percentile([s[1] for s in last], 0.99):>10.1f}")
+    for stream in all_streams:
+        if stream.failures:
+            print(f"{stream.name} failed requests: " + ", ".join(f"{count} x {outcome}" for outcome, count in stream.failures.items()))
     everything = [s for stream in all_streams for s in window(stream.samples, begin, end)]
     first = window(everything, begin, begin + fifth)
     last = window(everything, end - fifth, end)
