@@ -217,16 +217,27 @@ def _executable(pid: int) -> str | None:
         return None
 
 
-def rss_mib() -> float:
+def _memory_mib(path: str, field: str) -> float:
+    """`field` (in kB) of /proc/<pid>/`path`, summed over the service's processes, in MiB."""
     total = 0
     for pid in service_pids():
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
         except OSError:
             continue
     return total / 1024
+
+
+def rss_mib() -> float:
+    return _memory_mib("status", "VmRSS")
+
+
+def pss_mib() -> float:
+    """Proportional set size: pages shared by the forked workers counted once between them, as the
+    container's memory limit counts them (RSS counts them once per process)."""
+    return _memory_mib("smaps_rollup", "Pss")
 
 
 class PeakRss:

@@ -9,7 +9,8 @@
 - one scanner pass over an empty mailbox on the tests' Dovecot (IMAP and POP3, implicit TLS): in process,
   and as the whole `bounce-service scan` command a CronJob runs, vs. a bare TLS login and logout with the
   standard library;
-- the RSS of the service (supervisor + workers) idle and at its peak under wrk load on the webhook.
+- the RSS of the service (supervisor + workers) idle and at its peak under wrk load on the webhook, and its
+  PSS (what the container is charged: pages the forked workers share are counted once) idle and after it.
 
 Progress goes to stderr, figures to stdout.
 """
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._harness import bare_endpoint, database, progress, service, workdir, write_config, wrk  # noqa: E402
-from bench.bulk import PeakRss, rss_mib  # noqa: E402
+from bench.bulk import PeakRss, pss_mib, rss_mib  # noqa: E402
 from bounce_service.config import build_config  # noqa: E402
 from bounce_service.mailbox.scanner import open_scanner  # noqa: E402
 from bounce_service.mailbox.settings import MailboxSettings  # noqa: E402
@@ -159,12 +160,14 @@ def main() -> int:
               f"   ratio {wall / statistics.median(bare):.2f}, CPU {cpu / statistics.median(bare_cpu):.2f}")
 
         with service(db.url, config, secrets) as url:
-            idle = rss_mib()
+            idle, idle_pss = rss_mib(), pss_mib()
             progress(f"RSS under webhook load for {args.seconds}s")
             with PeakRss() as peak:
                 load = wrk(url, WEBHOOK_SCRIPT, seconds=args.seconds)
+            loaded_pss = pss_mib()
             print(f"\nservice RSS (supervisor + 2 workers): idle {idle:.0f} MiB, peak {peak.peak:.0f} MiB under "
                   f"{load.requests_per_second:,.0f} webhook req/s (wrk, 64 connections)")
+            print(f"service PSS (shared pages counted once): idle {idle_pss:.0f} MiB, after the load {loaded_pss:.0f} MiB")
         scanner(db.url, work, args.rounds)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -92,6 +93,10 @@ def _forked_workers() -> Iterator[None]:
     if threading.active_count() > 1 or not hasattr(uvicorn._subprocess, "spawn"):
         yield  # not safe (or not possible) to fork: uvicorn spawns, as it does by default
         return
+    # What is loaded now is kept out of the workers' garbage collections, which would otherwise write
+    # to every inherited object and so copy the pages the workers could share.
+    gc.collect()
+    gc.freeze()
     spawn = uvicorn._subprocess.spawn
     uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
     try:
