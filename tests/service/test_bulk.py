@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from uuid import RFC_4122, UUID
 from datetime import datetime, timedelta, timezone
 
 import orjson
+import psycopg
 import pytest
 
 from bounce_service.routes import bounces as bounce_routes
@@ -153,6 +155,39 @@ async def test_two_new_subscribers_with_one_uuid_is_409_on_the_second(client, db
     response = await import_subscribers(client, ndjson({"email": "x@example.com", "uuid": uuid}, {"email": "y@example.com", "uuid": uuid}))
     assert response.status_code == 409 and response.json()["message"].startswith("line 2: ")
     assert subscribers(db) == {}
+
+
+async def blocked_on_a_lock(db, statement: str) -> None:
+    """Until a backend running `statement` waits for a lock held by another transaction (10 s at most)."""
+    for _ in range(1000):
+        if db.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                      (statement + "%",)).fetchone()["n"]:
+            return
+        await asyncio.sleep(0.01)  # lets the import run on this event loop while it gets there
+    raise AssertionError(f"no {statement} waited for a lock")
+
+
+@pytest.mark.parametrize("table", ["subscribers", "subscriber_lists"])
+async def test_a_row_another_client_inserts_during_the_import_gets_the_files_values(client, db, database_url, table):
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    if table == "subscriber_lists":
+        db.execute("INSERT INTO subscribers (email) VALUES ('race@example.com')")
+    async with await psycopg.AsyncConnection.connect(database_url) as other:
+        async with other.transaction():  # committed when the import is waiting for it
+            if table == "subscribers":
+                await other.execute("INSERT INTO subscribers (email, name) VALUES ('race@example.com', 'Theirs')")
+            else:
+                await other.execute("INSERT INTO subscriber_lists (subscriber_id, list_id, status) SELECT s.id, l.id, "
+                                    "'unconfirmed' FROM subscribers s, lists l")
+            request = asyncio.create_task(import_subscribers(client, ndjson(
+                {"email": "race@example.com", "name": "Ours", "lists": [{"uuid": LIST_A}]},
+                {"email": "calm@example.com", "lists": [{"uuid": LIST_A}]},
+            )))
+            await blocked_on_a_lock(db, "\nINSERT INTO " + table)
+    response = await request
+    assert response.status_code == 200, response.text
+    assert subscribers(db)["race@example.com"]["name"] == "Ours"
+    assert memberships(db) == {("race@example.com", LIST_A, "confirmed"), ("calm@example.com", LIST_A, "confirmed")}
 
 
 # ---- bounce import --------------------------------------------------------------------------------------
