@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -38,16 +40,43 @@ def test_serve_answers_records_and_stops_cleanly(database_url, db, tmp_path):
     assert not list(tmp_path.iterdir())  # the workers' counter files went with the service
 
 
+def workers(process: subprocess.Popen) -> list[str]:
+    """The supervisor's workers: forked from it (it had loaded the app: bench/startup.py), not spawned."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    supervisor = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+
+    def forked(pid: str) -> bool:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes() == supervisor
+        except OSError:  # a worker that has just been reaped
+            return False
+
+    return [pid for pid in children if forked(pid)]
+
+
+def test_a_worker_that_dies_is_replaced_and_the_service_keeps_recording(database_url, db):
+    with serve(database_url, workers=2) as (url, process):
+        first, second = workers(process)
+        os.kill(int(first), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (len(workers(process)) == 2 and first not in workers(process)):  # uvicorn checks every 0.5 s
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.1)
+        assert second in workers(process)
+        with httpx.Client(base_url=url) as client:
+            for index in range(10):  # a new connection each: both workers answer
+                response = client.post("/webhooks/bounce", auth=("mailer", "dev-mailer-token"), headers={"Connection": "close"},
+                                       json={"email": f"after{index}@example.com", "type": "soft", "source": "cli-test"})
+                assert response.status_code == 200
+        assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 10
+
+
 def test_serve_workers_hold_no_secret_value_in_their_environment_or_command_line(database_url):
     # anyone who may read /proc (`ps e`) must not learn a token from the supervisor or a worker.
     tokens = [path.read_bytes().strip() for path in (ROOT / "examples/secrets/bounce-api").iterdir()]
     with serve(database_url, workers=2) as (url, process):
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        supervisor = Path(f"/proc/{process.pid}/cmdline").read_bytes()
-        # Forked from the supervisor, which had loaded the app (start-up: see bench/startup.py), not spawned.
-        workers = [pid for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes() == supervisor]
-        assert len(workers) == 2
-        for pid in (process.pid, *workers):
+        assert len(workers(process)) == 2
+        for pid in (process.pid, *workers(process)):
             seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
             assert b"examples/secrets" in seen
             assert not [token for token in tokens if token in seen]
