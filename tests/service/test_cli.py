@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -69,6 +71,22 @@ def test_a_worker_that_dies_is_replaced_and_the_service_keeps_recording(database
                                        json={"email": f"after{index}@example.com", "type": "soft", "source": "cli-test"})
                 assert response.status_code == 200
         assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 10
+
+
+def test_an_idle_connection_outlives_uvicorns_own_keep_alive(database_url):
+    # A load balancer or Ingress keeps idle upstream connections for 60 s or more; a service that closes
+    # them sooner races its next request on them (a 502 for the sender). spec.service.keepAliveTimeout: 75s.
+    with serve(database_url) as (url, _):
+        address = urlsplit(url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read()
+        local = connection.sock.getsockname()
+        time.sleep(6)  # the stimulus, not a wait for something: idle past uvicorn's default of 5 s
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+        assert connection.sock.getsockname() == local  # the same connection, not a new one
+        connection.close()
 
 
 def test_serve_workers_hold_no_secret_value_in_their_environment_or_command_line(database_url):
