@@ -19,7 +19,6 @@ from typing import Iterator
 import psycopg
 
 from .config import HANDOVER_ENV, ConfigError, ServiceConfig, handover, load_config
-from .durations import parse_duration
 from .log_config import SERVICE_FORMAT, log_config
 from .migrate import migrate
 from .secrets import SecretSource
@@ -30,7 +29,7 @@ EXIT_CONFIG = 2
 
 
 def _load(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServiceConfig:
-    from .providers import build_providers  # here, not at the top: see _count_in_shared_files
+    from .providers import build_providers  # here, not at the top: see _counting_in_shared_files
 
     config = load_config(args.config, secrets=SecretSource.default(args.secrets_dir), environ=environ)
     build_providers(config.webhooks)  # a provider key that cannot work is a configuration error too
@@ -109,8 +108,6 @@ def _forked_workers() -> Iterator[None]:
 def _serve(config: ServiceConfig, secrets_dir: str | None, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
-    keep_alive = parse_duration(config.spec["service"]["keepAliveTimeout"]).total_seconds()
-
     # Workers start from the spec validated here instead of validating the file again; they resolve its
     # secret references themselves, from the same directory and environment.
     os.environ[HANDOVER_ENV] = handover(config)
@@ -127,7 +124,7 @@ def _serve(config: ServiceConfig, secrets_dir: str | None, host: str, port: int,
             log_config=log_config(log_level),
             proxy_headers=True,
             server_header=False,
-            timeout_keep_alive=max(1, round(keep_alive)),  # whole seconds; uvicorn's own default is 5
+            timeout_keep_alive=max(1, round(config.keep_alive)),  # whole seconds; uvicorn's own default is 5
         )
 
 

@@ -64,6 +64,7 @@ class ServiceConfig:
     users: Mapping[str, ApiUser]
     webhooks: Mapping[str, Mapping[str, Any]]  # enabled providers only, secrets resolved to `Secret`
     max_body_size: int
+    keep_alive: float  # seconds an idle HTTP connection stays open
     group_commit: GroupCommit
     recent_campaigns: int
     min_sent: int
@@ -206,6 +207,7 @@ def _resolve(
         users=users,
         webhooks=webhooks,
         max_body_size=service["maxBodySize"],
+        keep_alive=parse_duration(service["keepAliveTimeout"]).total_seconds(),
         group_commit=GroupCommit(
             enabled=service["groupCommit"]["enabled"],
             max_events=service["groupCommit"]["maxEvents"],
