@@ -157,14 +157,15 @@ async def test_two_new_subscribers_with_one_uuid_is_409_on_the_second(client, db
     assert subscribers(db) == {}
 
 
-async def blocked_on_a_lock(db, statement: str) -> None:
-    """Until a backend running `statement` waits for a lock held by another transaction (10 s at most)."""
+async def blocked_on_a_lock(db, text: str) -> None:
+    """Until a backend running a statement with `text` in it waits for a lock held by another transaction
+    (10 s at most)."""
     for _ in range(1000):
         if db.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                      (statement + "%",)).fetchone()["n"]:
+                      ("%" + text + "%",)).fetchone()["n"]:
             return
         await asyncio.sleep(0.01)  # lets the import run on this event loop while it gets there
-    raise AssertionError(f"no {statement} waited for a lock")
+    raise AssertionError(f"no statement with {text!r} waited for a lock")
 
 
 @pytest.mark.parametrize("table", ["subscribers", "subscriber_lists"])
@@ -183,7 +184,7 @@ async def test_a_row_another_client_inserts_during_the_import_gets_the_files_val
                 {"email": "race@example.com", "name": "Ours", "lists": [{"uuid": LIST_A}]},
                 {"email": "calm@example.com", "lists": [{"uuid": LIST_A}]},
             )))
-            await blocked_on_a_lock(db, "\nINSERT INTO " + table)
+            await blocked_on_a_lock(db, "INSERT INTO " + table)
     response = await request
     assert response.status_code == 200, response.text
     assert subscribers(db)["race@example.com"]["name"] == "Ours"

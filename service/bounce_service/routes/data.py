@@ -176,16 +176,33 @@ async def import_subscribers(request: Request) -> Response:
         unknown = await (await conn.execute(queries.FIRST_UNKNOWN_IMPORT_LIST)).fetchone()
         if unknown is not None:
             raise ApiError(400, f"line {unknown['line']}: Unknown list: {unknown['list_uuid']}")
-        try:
-            async with conn.transaction():  # a savepoint: the staged rows outlive a conflict, to name its line
-                await conn.execute(queries.UPSERT_IMPORTED_SUBSCRIBERS)
-        except psycopg.errors.UniqueViolation:
-            line = (await (await conn.execute(queries.FIRST_IMPORT_UUID_CONFLICT)).fetchone())["line"]
-            # None only if the subscriber that held the uuid was deleted in between.
-            where = f"line {line}: " if line is not None else ""
-            raise ApiError(409, f"{where}uuid already belongs to another subscriber") from None
-        await conn.execute(queries.UPSERT_IMPORTED_MEMBERSHIPS)
+        await _store_staged(conn)
     return ok({"imported": len(parsed)})
+
+
+async def _store_staged(conn: psycopg.AsyncConnection) -> None:
+    """Update, then insert, the staged subscribers and memberships; upsert them all if the insert fails.
+
+    Each step runs in a savepoint, so that the staged rows outlive a conflict: to be retried with, or
+    to name the line whose uuid is taken (queries.py, "An import stores its staged rows").
+    """
+    await conn.execute(queries.UPDATE_IMPORTED_SUBSCRIBERS)
+    await conn.execute(queries.UPSERT_IMPORTED_MEMBERSHIPS)
+    try:
+        async with conn.transaction():
+            await conn.execute(queries.INSERT_IMPORTED_SUBSCRIBERS)
+        return
+    except psycopg.errors.UniqueViolation:
+        pass  # an address inserted by another client meanwhile, or a uuid taken
+    try:
+        async with conn.transaction():
+            await conn.execute(queries.UPSERT_IMPORTED_SUBSCRIBERS)
+    except psycopg.errors.UniqueViolation:
+        line = (await (await conn.execute(queries.FIRST_IMPORT_UUID_CONFLICT)).fetchone())["line"]
+        # None only if the subscriber that held the uuid was deleted in between.
+        where = f"line {line}: " if line is not None else ""
+        raise ApiError(409, f"{where}uuid already belongs to another subscriber") from None
+    await conn.execute(queries.UPSERT_IMPORTED_MEMBERSHIPS)
 
 
 @requires("subscribers:manage")
