@@ -70,7 +70,8 @@ class Recorder:
 
         The rows reach PostgreSQL by COPY into a temporary table, which RECORD_STAGED_BOUNCES reads in
         place of RECORD_BOUNCES's JSON document: the same keys, matching, locks and thresholds, without
-        building and parsing one JSON document of the whole import.
+        building and parsing one JSON document of the whole import. Rows with distinct keys are first
+        tried with a plain INSERT (queries.INSERT_STAGED_BOUNCES), in a savepoint.
         """
         if not events:
             return RecordResult()
@@ -81,7 +82,7 @@ class Recorder:
                     row = self._row(index, event)
                     row["meta"] = orjson.dumps(event.meta).decode()  # COPY takes jsonb as its text
                     await copy.write_row(tuple(row.values()))
-            stored = await _stored(conn, queries.RECORD_STAGED_BOUNCES)
+            stored = await _stored_staged(conn, events)
             result = await self._apply(conn, events, stored)
         _count(events, result)
         return result
@@ -152,6 +153,17 @@ async def _stored(conn: psycopg.AsyncConnection, statement: str, params: dict | 
     async with conn.cursor(row_factory=tuple_row) as cursor:
         await cursor.execute(statement, params)
         return {index: (bounce_id, subscriber_id) for index, bounce_id, subscriber_id in await cursor.fetchall()}
+
+
+async def _stored_staged(conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> dict[int, tuple[int, int | None]]:
+    keys = [event.event_key for event in events if event.event_key is not None]
+    if len(set(keys)) == len(keys):
+        try:
+            async with conn.transaction():
+                return await _stored(conn, queries.INSERT_STAGED_BOUNCES)
+        except psycopg.errors.UniqueViolation:
+            pass  # another transaction stored one of the keys since the statement's snapshot
+    return await _stored(conn, queries.RECORD_STAGED_BOUNCES)
 
 
 def _count(events: Sequence[BounceEvent], result: RecordResult) -> None:

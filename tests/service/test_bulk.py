@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from uuid import RFC_4122, UUID
+from uuid import RFC_4122, UUID, uuid4
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import psycopg
 import pytest
 
+from bounce_service import queries
 from bounce_service.routes import bounces as bounce_routes
 from tests.conftest import auth
 
@@ -155,6 +156,34 @@ async def test_two_new_subscribers_with_one_uuid_is_409_on_the_second(client, db
     response = await import_subscribers(client, ndjson({"email": "x@example.com", "uuid": uuid}, {"email": "y@example.com", "uuid": uuid}))
     assert response.status_code == 409 and response.json()["message"].startswith("line 2: ")
     assert subscribers(db) == {}
+
+
+def rescanned_per_row(plan: dict, table: str, inner: bool = False) -> bool:
+    """Whether a nested loop in `plan` (EXPLAIN's JSON) scans all of `table` again for each outer row."""
+    if inner and plan["Node Type"] == "Seq Scan" and plan.get("Relation Name") == table:
+        return True
+    return any(rescanned_per_row(child, table, inner or (plan["Node Type"] == "Nested Loop"
+                                                           and child.get("Parent Relationship") == "Inner"))
+               for child in plan.get("Plans", []))
+
+
+def test_new_subscribers_among_many_are_joined_to_their_memberships_by_key(db):
+    """The planner knows nothing of the staged rows: into tables of analysed rows, it expects
+    almost none of the lines to be new. Its plan must stay linear in the import even so."""
+    db.execute("INSERT INTO lists (uuid, name) VALUES (%s, 'A')", (LIST_A,))
+    db.execute("INSERT INTO subscribers (email) SELECT 'old' || g || '@example.com' FROM generate_series(1, 5000) g")
+    db.execute("ANALYZE subscribers, lists")
+    with db.transaction():
+        db.execute(queries.CREATE_IMPORT_SUBSCRIBERS)
+        db.execute(queries.CREATE_IMPORT_MEMBERSHIPS)
+        with db.cursor().copy(queries.COPY_IMPORT_SUBSCRIBERS) as copy:
+            for n in range(500):
+                copy.write_row((f"new{n}@example.com", n + 1, str(uuid4()), None, None, None))
+        with db.cursor().copy(queries.COPY_IMPORT_MEMBERSHIPS) as copy:
+            for n in range(500):
+                copy.write_row((f"new{n}@example.com", LIST_A, n + 1, "confirmed"))
+        [[plan]] = db.execute("EXPLAIN (FORMAT JSON) " + queries.INSERT_IMPORTED_SUBSCRIBERS).fetchone().values()
+    assert not rescanned_per_row(plan["Plan"], "import_memberships")
 
 
 async def blocked_on_a_lock(db, text: str) -> None:
@@ -350,6 +379,24 @@ async def test_bounce_import_counts_a_repeated_line_once_and_acts_once(client, d
     assert hard.json()["data"]["recorded"] == 1
     actions = [r["action"] for r in db.execute("SELECT action FROM bounces ORDER BY id")]
     assert actions == [None, None, None, None, "blocklist"]
+
+
+async def test_a_key_another_transaction_stores_during_the_bounce_import_is_a_duplicate(client, db, database_url):
+    db.execute("INSERT INTO subscribers (email) VALUES ('hard@example.com')")
+    async with await psycopg.AsyncConnection.connect(database_url) as other:
+        async with other.transaction():  # a webhook of the same event, committed while the import waits for it
+            await other.execute("INSERT INTO bounces (email, type, source, event_key) VALUES"
+                                " ('hard@example.com', 'hard', 'mta', 'native:mta:e1')")
+            request = asyncio.create_task(import_bounces(client, ndjson(
+                bounce("hard@example.com", "hard", event_id="e1"), bounce("soft@example.com", event_id="e2"),
+                bounce("soft@example.com"),
+            )))
+            await blocked_on_a_lock(db, "INSERT INTO bounces")
+    response = await request
+    assert response.json() == {"data": {"imported": 3, "recorded": 2, "duplicates": 1}}
+    rows = db.execute("SELECT email, event_key FROM bounces ORDER BY id").fetchall()
+    assert [(r["email"], r["event_key"]) for r in rows] == [
+        ("hard@example.com", "native:mta:e1"), ("soft@example.com", "native:mta:e2"), ("soft@example.com", None)]
 
 
 async def test_bounce_import_refused_by_the_database_records_nothing(client, db):

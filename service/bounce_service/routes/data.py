@@ -164,8 +164,8 @@ async def _stage(conn: psycopg.AsyncConnection, subscribers: list[list], members
 async def import_subscribers(request: Request) -> Response:
     """NDJSON, one subscriber per line; all lines are imported or none, and an error names its line.
 
-    The rows are staged with COPY and upserted with one statement per table, which is what makes a bulk
-    import tens of times faster than a statement (and a round trip) per line.
+    The rows are staged with COPY and stored with a few statements (_store_staged), which is what makes
+    a bulk import tens of times faster than a statement (and a round trip) per line.
     """
     body = await request.body()
     with paused_gc():
