@@ -96,9 +96,9 @@ def posted(client: httpx.Client, path: str, body: bytes) -> dict:
     return response.json()["data"]
 
 
-def subscriber_lines(count: int) -> list[dict]:
+def subscriber_lines(count: int, first: int = 0) -> list[dict]:
     return [{"email": f"user{n}@example.com", "name": f"User {n}", "attribs": {"plan": "pro", "n": n},
-             "lists": [{"uuid": LIST}]} for n in range(count)]
+             "lists": [{"uuid": LIST}]} for n in range(first, first + count)]
 
 
 def reset(db_url: str, statements: tuple[str, ...]) -> None:
@@ -116,12 +116,14 @@ def rate(count: int, seconds: list[float]) -> str:
 
 def import_subscribers(client: httpx.Client, db_url: str, count: int, rounds: int) -> None:
     """Each round, into an empty table: `count` new subscribers, the same with every name changed (updates),
-    then the changed file again (a re-sync in which nothing changes)."""
+    then the changed file again (a re-sync in which nothing changes), then `count` other new subscribers
+    into the table so filled and analysed (where the planner expects imported rows to exist already)."""
     lines = subscriber_lines(count)
     body = b"\n".join(orjson.dumps(line) for line in lines)
     renamed = b"\n".join(orjson.dumps({**line, "name": line["name"] + " (renamed)"}) for line in lines)
+    others = b"\n".join(orjson.dumps(line) for line in subscriber_lines(count, first=count))
     posted(client, "/api/lists", orjson.dumps({"uuid": LIST, "name": "Newsletter"}))
-    new, updated, unchanged, raw = [], [], [], []
+    new, updated, unchanged, among, raw = [], [], [], [], []
     for round_ in range(1, rounds + 1):
         reset(db_url, ("TRUNCATE subscribers RESTART IDENTITY CASCADE",))
         progress(f"subscriber import, round {round_}/{rounds}: {count:,} new subscribers in one request ({len(body) / 1e6:.1f} MB)")
@@ -129,6 +131,9 @@ def import_subscribers(client: httpx.Client, db_url: str, count: int, rounds: in
         progress(f"subscriber import, round {round_}/{rounds}: every name changed, then the same file again")
         updated.append(timed(lambda: posted(client, "/api/subscribers/import", renamed)))
         unchanged.append(timed(lambda: posted(client, "/api/subscribers/import", renamed)))
+        reset(db_url, ())
+        progress(f"subscriber import, round {round_}/{rounds}: {count:,} other new subscribers among those")
+        among.append(timed(lambda: posted(client, "/api/subscribers/import", others)))
         progress(f"baseline, round {round_}/{rounds}: raw COPY of the same rows into a copy of the subscribers table")
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("CREATE TEMPORARY TABLE raw_subscribers (LIKE subscribers INCLUDING ALL)")
@@ -143,6 +148,7 @@ def import_subscribers(client: httpx.Client, db_url: str, count: int, rounds: in
     print(f"  new subscribers:        {rate(count, new)}   goal >= 20,000 rows/s")
     print(f"  every name changed:     {rate(count, updated)}")
     print(f"  unchanged (re-sync):    {rate(count, unchanged)}")
+    print(f"  new, among as many:     {rate(count, among)}")
     print(f"  baseline raw COPY:      {rate(count, raw)}   ratio import/raw COPY {statistics.median(raw) / statistics.median(new):.2f}")
 
 
