@@ -314,19 +314,23 @@ def export_bounces_ndjson(filters: dict) -> sql.Composed:
     block (it holds newlines) with \x02 and leaves everything else as is; PostgreSQL's JSON never holds
     a raw control character (it writes \u0002), so deleting every \x02 gives the JSON lines exactly.
 
-    Each bounce's subscriber is looked up by its id, a LATERAL subquery that LIMIT keeps from being
-    turned into a join: as a join, once the table held 200,000 subscribers, the planner merged each block
-    of 1,000 bounces with the subscribers' primary key from its start (50,000 index entries a block), and
-    the export fell from 140,000 to 30,000 rows/s.
+    A block's subscribers are read in one index scan of their ids (`subs`), then joined to its bounces.
+    As a plain join, once the table held 200,000 subscribers, the planner merged each block of 1,000
+    bounces with the subscribers' primary key from its start (50,000 index entries a block), and the
+    export fell from 140,000 to 30,000 rows/s; a lookup per bounce cost a third of the export's time.
     """
     return sql.SQL(
         "COPY (SELECT block.lines FROM generate_series("
         " (SELECT MIN(id) FROM bounces) / {size}, (SELECT MAX(id) FROM bounces) / {size}) k"
-        " CROSS JOIN LATERAL (SELECT string_agg(row_to_json(bounce)::text, E'\\n' ORDER BY bounce.id) AS lines"
-        "  FROM (SELECT {fields} c.campaign FROM bounces b"
-        "  LEFT JOIN LATERAL (SELECT uuid, status FROM subscribers WHERE id = b.subscriber_id LIMIT 1) s ON TRUE"
+        " CROSS JOIN LATERAL ("
+        "  WITH b AS MATERIALIZED (SELECT * FROM bounces b {where}),"
+        "  subs AS MATERIALIZED (SELECT id, uuid, status FROM subscribers"
+        "   WHERE id = ANY(ARRAY(SELECT subscriber_id FROM b WHERE subscriber_id IS NOT NULL)))"
+        "  SELECT string_agg(row_to_json(bounce)::text, E'\\n' ORDER BY bounce.id) AS lines"
+        "  FROM (SELECT {fields} c.campaign FROM b"
+        "  LEFT JOIN subs s ON s.id = b.subscriber_id"
         "  LEFT JOIN (SELECT id, json_build_object('id', id, 'name', name, 'uuid', uuid) AS campaign FROM campaigns) c"
-        "  ON c.id = b.campaign_id {where}) bounce) block"
+        "  ON c.id = b.campaign_id) bounce) block"
         " WHERE block.lines IS NOT NULL) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
     ).format(
         size=sql.Literal(NDJSON_ID_BLOCK),
