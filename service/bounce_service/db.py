@@ -19,8 +19,18 @@ log = logging.getLogger(__name__)
 set_json_dumps(lambda obj: orjson.dumps(obj).decode())
 set_json_loads(orjson.loads)
 
-# Errors that mean "the database is not there right now": callers answer 503 so senders retry.
+# Errors that mean "the database cannot do this right now": callers answer 503 so senders retry.
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+# The SQLSTATE classes among them that say the server itself is not there: connection exceptions,
+# shutting down or refusing connections (57P), out of resources (53). The others fail one transaction
+# only (a deadlock, a serialisation failure, a statement or lock timeout) and say nothing of the next.
+_SERVER_DOWN = ("08", "57P", "53")
+
+
+def database_down(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable, not just that one transaction failed."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(_SERVER_DOWN)
 # After a failure, requests are refused at once for this long; then one probe request may try again.
 RETRY_AFTER_FAILURE = 1.0
 
@@ -104,8 +114,9 @@ class Database:
                 else:
                     async with conn.transaction():
                         yield conn
-        except UNAVAILABLE:
-            self._failed_at = time.monotonic()
+        except UNAVAILABLE as exc:
+            if database_down(exc):
+                self._failed_at = time.monotonic()
             self._probing = False
             raise
         except BaseException:

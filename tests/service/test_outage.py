@@ -8,6 +8,7 @@ import httpx
 import psycopg
 import pytest
 
+from bounce_service import queries
 from bounce_service.app import create_app
 from bounce_service.config import build_config
 from bounce_service.migrate import migrate
@@ -100,3 +101,14 @@ async def test_outage_under_load_loses_nothing_acknowledged(own_server, tmp_path
     stored = [key.removeprefix("native:load:") for key in keys]
     assert len(stored) == len(set(stored))  # nothing twice
     assert acked <= set(stored)  # nothing acknowledged is lost
+
+
+async def test_a_transaction_that_fails_alone_does_not_refuse_the_requests_after_it(client, db, monkeypatch):
+    """A deadlock (two imports updating the same subscribers in different orders, say) fails its own
+    request with a 503 to retry; the database is not down, and the next request is served."""
+    monkeypatch.setattr(queries, "UPDATE_IMPORTED_SUBSCRIBERS",
+                        "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$")
+    response = await client.post("/api/subscribers/import", content=b'{"email": "a@example.com"}\n', auth=auth())
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert (await client.get("/api/bounces", auth=auth("viewer"))).status_code == 200
+    assert db.execute("SELECT COUNT(*) AS n FROM subscribers").fetchone()["n"] == 0
