@@ -156,6 +156,7 @@ async def _stored(conn: psycopg.AsyncConnection, statement: str, params: dict | 
 
 
 async def _stored_staged(conn: psycopg.AsyncConnection, events: Sequence[BounceEvent]) -> dict[int, tuple[int, int | None]]:
+    """_stored for a staged import: by a plain insert when no two events share a key, else with ON CONFLICT."""
     keys = [event.event_key for event in events if event.event_key is not None]
     if len(set(keys)) == len(keys):
         try:

@@ -183,8 +183,8 @@ async def import_subscribers(request: Request) -> Response:
 async def _store_staged(conn: psycopg.AsyncConnection) -> None:
     """Update, then insert, the staged subscribers and memberships; upsert them all if the insert fails.
 
-    Each step runs in a savepoint, so that the staged rows outlive a conflict: to be retried with, or
-    to name the line whose uuid is taken (queries.py, "An import stores its staged rows").
+    The insert and its retry run in savepoints, so that the staged rows outlive a conflict: to be
+    retried with, or to name the line whose uuid is taken (queries.py, "An import stores its staged rows").
     """
     await conn.execute(queries.UPDATE_IMPORTED_SUBSCRIBERS)
     await conn.execute(queries.UPSERT_IMPORTED_MEMBERSHIPS)
