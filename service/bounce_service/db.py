@@ -29,6 +29,8 @@ _SERVER_DOWN = ("08", "57P", "53")
 
 def database_down(exc: BaseException) -> bool:
     """Whether `exc` says the database is unreachable, not just that one transaction failed."""
+    if not isinstance(exc, UNAVAILABLE):
+        return False
     sqlstate = getattr(exc, "sqlstate", None)
     return sqlstate is None or sqlstate.startswith(_SERVER_DOWN)
 # After a failure, requests are refused at once for this long; then one probe request may try again.

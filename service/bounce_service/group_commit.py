@@ -14,7 +14,7 @@ import logging
 from typing import Sequence
 
 from . import metrics
-from .db import UNAVAILABLE
+from .db import database_down
 from .events import BounceEvent
 from .recorder import Recorder, RecordResult
 
@@ -80,24 +80,21 @@ class GroupCommitter:
         metrics.COMMIT_GROUP_REQUESTS.observe(len(group))
         try:
             results = await self.recorder.record_groups([events for events, _ in group])
-        except UNAVAILABLE as exc:
-            for _, future in group:
-                _settle(future, exc=exc)
-            return
         except Exception as exc:  # noqa: BLE001 - isolated below: each request is retried on its own
-            if len(group) == 1:
-                _settle(group[0][1], exc=exc)
+            if database_down(exc) or len(group) == 1:  # down: the requests would each wait for it in turn
+                for _, future in group:
+                    _settle(future, exc=exc)
                 return
+            # A statement refused one event, or the transaction lost a deadlock: it says nothing of the rest.
             log.warning("group commit of %d requests failed (%s); retrying them one by one", len(group), type(exc).__name__)
             for index, (events, future) in enumerate(group):
                 try:
                     _settle(future, result=await self.recorder.record(events))
-                except UNAVAILABLE as down:
-                    # The database went away meanwhile: the rest would each wait for it in turn.
-                    for _, waiting in group[index:]:
-                        _settle(waiting, exc=down)
-                    return
                 except Exception as single:  # noqa: BLE001 - handed to the waiting request
+                    if database_down(single):  # it went away meanwhile
+                        for _, waiting in group[index:]:
+                            _settle(waiting, exc=single)
+                        return
                     _settle(future, exc=single)
             return
         for (_, future), result in zip(group, results):
