@@ -25,6 +25,8 @@ UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 # shutting down or refusing connections (57P), out of resources (53). The others fail one transaction
 # only (a deadlock, a serialisation failure, a statement or lock timeout) and say nothing of the next.
 _SERVER_DOWN = ("08", "57P", "53")
+# After a failure, requests are refused at once for this long; then one probe request may try again.
+RETRY_AFTER_FAILURE = 1.0
 
 
 def database_down(exc: BaseException) -> bool:
@@ -33,8 +35,6 @@ def database_down(exc: BaseException) -> bool:
         return False
     sqlstate = getattr(exc, "sqlstate", None)
     return sqlstate is None or sqlstate.startswith(_SERVER_DOWN)
-# After a failure, requests are refused at once for this long; then one probe request may try again.
-RETRY_AFTER_FAILURE = 1.0
 
 
 async def _check_connection(conn: psycopg.AsyncConnection) -> None:
@@ -116,13 +116,10 @@ class Database:
                 else:
                     async with conn.transaction():
                         yield conn
-        except UNAVAILABLE as exc:
+        except BaseException as exc:
             if database_down(exc):
                 self._failed_at = time.monotonic()
-            self._probing = False
-            raise
-        except BaseException:
-            self._probing = False  # anything else proves nothing either way: the next probe decides
+            self._probing = False  # an outage refuses for a while; anything else proves nothing: the next probe decides
             raise
         else:
             self._failed_at, self._probing = None, False
