@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 BOUNCE_TYPES = frozenset({"soft", "hard", "complaint"})
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# \Z, not $: `$` also matches before a final newline, which PostgreSQL then refuses as a uuid.
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 MAX_EVENT_KEY = 512
 
 

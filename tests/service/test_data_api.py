@@ -35,6 +35,9 @@ async def test_subscriber_validation(client, db):
         ({"email": "nope"}, "Invalid email."),
         ({"email": "a@example.com", "status": "gone"}, "Invalid fields: status"),
         ({"email": "a@example.com", "uuid": "x"}, "Invalid fields: uuid"),
+        # A pattern ending in `$` would let the newline through, to fail in PostgreSQL as a 500.
+        ({"email": "a@example.com", "uuid": CAMPAIGN + "\n"}, "Invalid fields: uuid"),
+        ({"email": "a@example.com", "lists": [{"uuid": LIST + "\n"}]}, "Invalid fields: lists[].uuid"),
         ({"email": "a@example.com", "lists": [{"uuid": LIST}]}, f"Unknown list: {LIST}"),
     ]:
         response = await client.post("/api/subscribers", json=body, auth=auth())
