@@ -396,8 +396,8 @@ ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, upd
 RETURNING list_id
 """
 
-# Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in Python in
-# line order), then one statement per table. It ends where upserting line by line would: a field a line
+# Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in line order:
+# routes/data.py _stage), then one statement per table. It ends where upserting line by line would: a field a line
 # leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
 CREATE_IMPORT_SUBSCRIBERS = """
 CREATE TEMPORARY TABLE import_subscribers (
@@ -419,6 +419,21 @@ CREATE TEMPORARY TABLE import_memberships (
 
 COPY_IMPORT_SUBSCRIBERS = "COPY import_subscribers (email, line, uuid, name, attribs, status) FROM STDIN"
 COPY_IMPORT_MEMBERSHIPS = "COPY import_memberships (email, list_uuid, line, status) FROM STDIN"
+
+# The later lines of an address (routes/data.py _stage): each field's last given value, NULL if none.
+CREATE_IMPORT_LATER_LINES = """
+CREATE TEMPORARY TABLE import_later_lines (
+    email TEXT PRIMARY KEY, name TEXT, attribs JSONB, status subscriber_status
+) ON COMMIT DROP
+"""
+
+COPY_IMPORT_LATER_LINES = "COPY import_later_lines (email, name, attribs, status) FROM STDIN"
+
+FOLD_IMPORT_LATER_LINES = """
+UPDATE import_subscribers i SET (name, attribs, status) = (
+    COALESCE(later.name, i.name), COALESCE(later.attribs, i.attribs), COALESCE(later.status, i.status))
+FROM import_later_lines later WHERE later.email = i.email
+"""
 
 FIRST_UNKNOWN_IMPORT_LIST = """
 SELECT m.line, m.list_uuid::text AS list_uuid FROM import_memberships m

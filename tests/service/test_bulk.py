@@ -73,12 +73,25 @@ async def test_lines_for_one_address_end_as_upserting_them_in_order_would(client
         {"email": "twice@example.com", "uuid": uuid, "name": "First", "attribs": {"a": 1}},
         {"email": "other@example.com"},
         {"email": "Twice@example.com", "uuid": "55555555-5555-4555-8555-555555555555", "status": "blocklisted"},
-        {"email": "twice@example.com", "name": "Last"},
+        {"email": "twice@example.com", "name": "Last", "attribs": {"b": 2}},
+        {"email": "twice@example.com", "name": None},
     ))
     assert response.status_code == 200, response.text
     row = subscribers(db)["twice@example.com"]
-    assert row == {"email": "twice@example.com", "uuid": uuid, "name": "Last", "attribs": {"a": 1}, "status": "blocklisted"}
+    assert row == {"email": "twice@example.com", "uuid": uuid, "name": "Last", "attribs": {"b": 2}, "status": "blocklisted"}
     assert len(subscribers(db)) == 2
+
+
+async def test_a_bad_line_after_rows_already_sent_to_copy_imports_nothing(client, db):
+    """Lines are streamed into the staging COPY as they are parsed: thousands are in PostgreSQL already
+    when the bad one is read. The import still writes nothing, and the next one is served."""
+    lines = [{"email": f"early{n}@example.com", "name": "x" * 100} for n in range(3000)]
+    response = await import_subscribers(client, ndjson(*lines, {"email": "late@example.com", "status": "gone"}))
+    assert response.status_code == 400 and response.json() == {"message": "line 3001: Invalid fields: status"}
+    assert subscribers(db) == {}
+    empty = await import_subscribers(client, b"\n\n")
+    assert empty.status_code == 400 and empty.json() == {"message": "Invalid data: no subscribers in body"}
+    assert (await import_subscribers(client, ndjson(*lines))).json() == {"data": {"imported": 3000}}
 
 
 def updated_at(db) -> dict[str, object]:
