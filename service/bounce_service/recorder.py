@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import orjson
 import psycopg
@@ -65,26 +65,30 @@ class Recorder:
         _count(events, result)
         return _split(result, [len(group) for group in groups])
 
-    async def record_bulk(self, events: Sequence[BounceEvent]) -> RecordResult:
+    async def record_bulk(self, events: Iterable[BounceEvent]) -> RecordResult:
         """Store a bulk import's `events` in one transaction, exactly as `record` would.
 
         The rows reach PostgreSQL by COPY into a temporary table, which RECORD_STAGED_BOUNCES reads in
         place of RECORD_BOUNCES's JSON document: the same keys, matching, locks and thresholds, without
-        building and parsing one JSON document of the whole import. Rows with distinct keys are first
-        tried with a plain INSERT (queries.INSERT_STAGED_BOUNCES), in a savepoint.
+        building and parsing one JSON document of the whole import. Each event is sent as soon as
+        `events` yields it, so that PostgreSQL takes in rows while the caller parses the next; an error
+        raised by `events` rolls everything back. Rows with distinct keys are first tried with a plain
+        INSERT (queries.INSERT_STAGED_BOUNCES), in a savepoint.
         """
-        if not events:
-            return RecordResult()
+        received: list[BounceEvent] = []
         async with self.db.transaction() as conn:
             await conn.execute(queries.CREATE_IMPORT_BOUNCES)
             async with conn.cursor() as cursor, cursor.copy(queries.COPY_IMPORT_BOUNCES) as copy:
                 for index, event in enumerate(events):
+                    received.append(event)
                     row = self._row(index, event)
                     row["meta"] = orjson.dumps(event.meta).decode()  # COPY takes jsonb as its text
                     await copy.write_row(tuple(row.values()))
-            stored = await _stored_staged(conn, events)
-            result = await self._apply(conn, events, stored)
-        _count(events, result)
+            if not received:
+                return RecordResult()
+            stored = await _stored_staged(conn, received)
+            result = await self._apply(conn, received, stored)
+        _count(received, result)
         return result
 
     async def _apply(self, conn: psycopg.AsyncConnection, events: Sequence[BounceEvent],
@@ -139,10 +143,17 @@ class Recorder:
         subscriber_ids = sorted(latest)
         async with conn.cursor(row_factory=tuple_row) as cursor:
             await cursor.execute(queries.THRESHOLD_STEPS[rule.action], {
-                "subscriber_ids": subscriber_ids, "bounce_ids": [latest[subscriber_id] for subscriber_id in subscriber_ids],
+                "subscriber_ids": _bigint_array(subscriber_ids),
+                "bounce_ids": _bigint_array([latest[subscriber_id] for subscriber_id in subscriber_ids]),
                 "type": kind, "window": rule.window, "count": rule.count, "action": rule.action})
             return [FiredAction(subscriber_id=subscriber_id, bounce_id=latest[subscriber_id], action=rule.action)
                     for subscriber_id, in await cursor.fetchall()]
+
+
+def _bigint_array(values: list[int]) -> str:
+    """The text of a `::bigint[]` parameter. psycopg's list dumper takes ~1.5 µs an element, which for
+    the 18,000 subscribers of a 20,000-line import was ~60 ms of one threshold step; joining takes 0.2 µs."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 async def _stored(conn: psycopg.AsyncConnection, statement: str, params: dict | None = None) -> dict[int, tuple[int, int | None]]:
@@ -169,9 +180,9 @@ async def _stored_staged(conn: psycopg.AsyncConnection, events: Sequence[BounceE
 
 def _count(events: Sequence[BounceEvent], result: RecordResult) -> None:
     """Tallied first: a counter update takes a lock, and a 20,000-event import would take it 20,000 times."""
-    tally = Counter((event.type, event.source, outcome.value) for event, outcome in zip(events, result.outcomes))
+    tally = Counter((event.type, event.source, outcome) for event, outcome in zip(events, result.outcomes))
     for (kind, source, outcome), amount in tally.items():
-        metrics.count_event(kind, source, outcome, amount)
+        metrics.count_event(kind, source, outcome.value, amount)
     for action, amount in Counter(fired.action for fired in result.actions).items():
         metrics.ACTIONS_FIRED.labels(action=action).inc(amount)
 

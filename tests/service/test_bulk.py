@@ -268,11 +268,21 @@ async def test_bounce_import_matches_subscribers_and_fires_thresholds(client, db
 
 
 async def test_bounce_import_is_all_or_nothing_with_line_numbers(client, db):
-    response = await import_bounces(client, ndjson(bounce("a@example.com"), bounce("b@example.com", "bouncy")))
-    assert response.status_code == 400 and response.json() == {"message": "line 2: Invalid fields: type"}
+    """Lines are streamed into the staging COPY as they are parsed: thousands are in PostgreSQL already
+    when the bad one is read. Nothing is recorded, or counted, and the next import is served."""
+    db.execute("INSERT INTO subscribers (email) VALUES ('a@example.com')")
+    lines = [bounce("a@example.com", "hard", event_id="first", source="streamed"),
+             *(bounce(f"{n}@example.com", meta={"n": n}, source="streamed") for n in range(3000))]
+    response = await import_bounces(client, ndjson(*lines, bounce("b@example.com", "bouncy")))
+    assert response.status_code == 400 and response.json() == {"message": "line 3002: Invalid fields: type"}
     empty = await import_bounces(client, b"\n\n")
     assert empty.status_code == 400 and empty.json() == {"message": "Invalid data: no bounces in body"}
     assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 0
+    assert db.execute("SELECT status::text AS s FROM subscribers").fetchone()["s"] == "enabled"
+    assert 'source="streamed"' not in (await client.get("/metrics")).text
+    response = await import_bounces(client, ndjson(*lines))
+    assert response.json() == {"data": {"imported": 3001, "recorded": 3001, "duplicates": 0}}
+    assert db.execute("SELECT status::text AS s FROM subscribers").fetchone()["s"] == "blocklisted"
 
 
 async def test_bounce_import_needs_bounces_manage(client, db):
