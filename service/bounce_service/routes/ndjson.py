@@ -1,4 +1,4 @@
-"""NDJSON request bodies of the bulk imports: every line is validated before anything is written."""
+"""NDJSON request bodies of the bulk imports: a line is validated as it is read; a bad one rolls back all."""
 
 from __future__ import annotations
 
