@@ -397,8 +397,8 @@ RETURNING list_id
 """
 
 # Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in line order:
-# routes/data.py _stage), then one statement per table. It ends where upserting line by line would: a field a line
-# leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
+# routes/data.py _stage), then one statement per table. It ends where upserting line by line would: a
+# field a line leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
 CREATE_IMPORT_SUBSCRIBERS = """
 CREATE TEMPORARY TABLE import_subscribers (
     email TEXT PRIMARY KEY, line INTEGER NOT NULL, uuid UUID, name TEXT, attribs JSONB, status subscriber_status
