@@ -1,9 +1,17 @@
-"""A bare Starlette endpoint with the service's JSON response: the ceiling the service is compared to."""
+"""A bare Starlette endpoint with the service's JSON response: the ceiling the service is compared to.
+
+Its workers collect garbage as the service's do (bounce_service/collection.py), so that the comparison
+is of the same server.
+"""
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from bounce_service.collection import tune_collection
+
+tune_collection()
 
 
 async def post(request: Request) -> Response:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth import Authenticator
+from .collection import tune_collection
 from .config import HANDOVER_ENV, ServiceConfig, from_handover, load_config
 from .db import UNAVAILABLE, Database
 from .errors import ApiError
@@ -145,4 +146,5 @@ def app_from_environment() -> Starlette:
     # collector's full passes, which would otherwise walk all of it again and again under load.
     gc.collect()
     gc.freeze()
+    tune_collection()
     return app
