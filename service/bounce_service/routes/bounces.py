@@ -193,5 +193,5 @@ async def import_bounces(request: Request) -> Response:
     with paused_gc():
         events = (event for _, event in parse_lines(body, native_event, "bounces"))
         result = await request.app.state.bulk_recorder.record_bulk(events)
-    recorded = result.outcomes.count(Outcome.RECORDED)
-    return ok({"imported": len(result.outcomes), "recorded": recorded, "duplicates": len(result.outcomes) - recorded})
+    imported, recorded = len(result.outcomes), result.outcomes.count(Outcome.RECORDED)
+    return ok({"imported": imported, "recorded": recorded, "duplicates": imported - recorded})
