@@ -44,4 +44,5 @@ class BounceEvent:
                 raise ValueError(f"{name} is not a UUID: {value!r}")
         if self.event_key is not None and not 0 < len(self.event_key) <= MAX_EVENT_KEY:
             raise ValueError(f"event_key must be 1..{MAX_EVENT_KEY} characters")
+        # Stored as it is here: bounces.email compares bytes (migration 0008), so its case must be settled.
         object.__setattr__(self, "email", self.email.strip().lower())

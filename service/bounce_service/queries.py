@@ -165,11 +165,11 @@ BOUNCE_LOOKUPS = sql.SQL("""
 BOUNCE_JOINS = sql.SQL("FROM bounces b {lookups}").format(lookups=BOUNCE_LOOKUPS)
 
 # Every column but campaign_name is a NOT NULL column of `bounces` with an index on (column, id)
-# (migrations 0002 and 0006; e-mail addresses sort case-insensitively), which serves its order in both
+# (migrations 0002, 0006 and 0008; addresses are stored lower-case), which serves its order in both
 # directions; "NULLS LAST" would stop PostgreSQL from reading that index backwards, so only the LEFT
 # JOINed campaign name carries it.
 ORDER_COLUMNS = {
-    "email": sql.SQL("LOWER(b.email)"),
+    "email": sql.SQL("b.email"),
     "campaign_name": sql.SQL("c.name"),
     "source": sql.SQL("b.source"),
     "created_at": sql.SQL("b.created_at"),
@@ -181,7 +181,7 @@ FILTER_CONDITIONS = {
     "subscriber_id": sql.SQL("b.subscriber_id = %(subscriber_id)s"),
     "source": sql.SQL("b.source = %(source)s"),
     "type": sql.SQL("b.type = %(type)s::bounce_type"),
-    "email": sql.SQL("LOWER(b.email) = LOWER(%(email)s)"),
+    "email": sql.SQL("b.email = %(email)s"),  # lower-cased by the route
     "from": sql.SQL("b.created_at >= %(from)s"),
     "to": sql.SQL("b.created_at < %(to)s"),
 }

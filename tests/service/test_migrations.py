@@ -8,7 +8,9 @@ import sys
 import time
 
 import psycopg
+from psycopg import sql
 
+from bounce_service import queries
 from bounce_service.migrate import MIGRATION_LOCK_ID, migrate, migration_files
 from tests.conftest import ROOT
 from tests.serving import service_env
@@ -65,3 +67,23 @@ def test_two_migrate_commands_racing_on_an_empty_database(empty_database):
     applied = [output.count("applied migration ") for output in outputs]
     assert sorted(applied) == [0, len(migration_files())], outputs
     assert tables(url) == EXPECTED_TABLES
+
+
+async def test_bounce_addresses_stored_in_mixed_case_before_0008_are_found_after_it(empty_database):
+    """0008 drops LOWER() from the e-mail index and compares bytes: it lower-cases the addresses another
+    writer stored in mixed case, so that the e-mail filter and order treat them as the service's own."""
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())")
+        for version, statements in migration_files():
+            if version.startswith("0008"):
+                break
+            conn.execute(statements)
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        conn.execute("INSERT INTO bounces (email, type, source) VALUES ('Zoe@Example.COM', 'hard', 'ses'),"
+                     " ('bob@example.com', 'soft', 'ses')")
+    assert (await migrate(empty_database))[0].startswith("0008")
+    with psycopg.connect(empty_database) as conn:
+        filters = {"email": "zoe@example.com"}  # as routes/bounces.py hands it over, lower-cased
+        assert conn.execute(queries.count_bounces(filters), {**filters, "count_cap": 10}).fetchone()[0] == 1
+        ordered = sql.SQL("SELECT b.email FROM bounces b ORDER BY {key}").format(key=queries.ORDER_COLUMNS["email"])
+        assert [row[0] for row in conn.execute(ordered)] == ["bob@example.com", "zoe@example.com"]

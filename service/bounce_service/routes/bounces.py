@@ -31,12 +31,13 @@ def _filters(request: Request) -> dict[str, Any]:
     kind = query.get("type") or None
     if kind is not None and kind not in BOUNCE_TYPES:
         raise ApiError(400, "Invalid type: must be soft, hard or complaint")
+    email = query.get("email", "").strip().lower()  # as the recorder stores addresses (events.BounceEvent)
     return {
         "campaign_id": int_param(request, "campaign_id"),
         "subscriber_id": int_param(request, "subscriber_id"),
         "source": query.get("source") or None,
         "type": kind,
-        "email": query.get("email") or None,
+        "email": email or None,
         "from": timestamp(query["from"], "from") if query.get("from") else None,
         "to": timestamp(query["to"], "to") if query.get("to") else None,
     }
