@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .addresses import fold_address
+
 BOUNCE_TYPES = frozenset({"soft", "hard", "complaint"})
 # \Z, not $: `$` also matches before a final newline, which PostgreSQL then refuses as a uuid.
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
@@ -44,5 +46,4 @@ class BounceEvent:
                 raise ValueError(f"{name} is not a UUID: {value!r}")
         if self.event_key is not None and not 0 < len(self.event_key) <= MAX_EVENT_KEY:
             raise ValueError(f"event_key must be 1..{MAX_EVENT_KEY} characters")
-        # Stored as it is here: bounces.email compares bytes (migration 0008), so its case must be settled.
-        object.__setattr__(self, "email", self.email.strip().lower())
+        object.__setattr__(self, "email", fold_address(self.email))

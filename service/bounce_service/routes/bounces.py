@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .. import queries
+from ..addresses import fold_address
 from ..auth import requires
 from ..errors import ApiError
 from ..events import BOUNCE_TYPES
@@ -31,7 +32,7 @@ def _filters(request: Request) -> dict[str, Any]:
     kind = query.get("type") or None
     if kind is not None and kind not in BOUNCE_TYPES:
         raise ApiError(400, "Invalid type: must be soft, hard or complaint")
-    email = query.get("email", "").strip().lower()  # as the recorder stores addresses (events.BounceEvent)
+    email = fold_address(query.get("email", ""))  # as the recorder stores addresses
     return {
         "campaign_id": int_param(request, "campaign_id"),
         "subscriber_id": int_param(request, "subscriber_id"),
