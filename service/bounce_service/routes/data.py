@@ -124,11 +124,11 @@ async def _stage(conn: psycopg.AsyncConnection, body: bytes) -> int:
 
     An address's first line goes to COPY as soon as it is parsed, so that PostgreSQL takes in each row
     while Python parses the next (BENCHMARKS.md: 100,000 lines parsed and staged in 1.7 s, against
-    2.2–2.4 s when all were parsed first). Its later lines, rare in practice, are folded into one row (each field's last given
-    value) and applied to the staged row after the COPY. It ends where upserting the lines one by one
-    would: the first line's uuid, each field's last given value, and each row keeps the first line that
-    named it, for errors found in the database. Attributes are serialised by orjson for COPY to parse as
-    jsonb (psycopg's Jsonb would use the much slower json module).
+    2.2–2.4 s when all were parsed first). Its later lines, rare in practice, are folded into one row
+    (each field's last given value) and applied to the staged row after the COPY. It ends where
+    upserting the lines one by one would: the first line's uuid, each field's last given value, and each
+    row keeps the first line that named it, for errors found in the database. Attributes are serialised
+    by orjson for COPY to parse as jsonb (psycopg's Jsonb would use the much slower json module).
     """
     await conn.execute(queries.CREATE_IMPORT_SUBSCRIBERS)
     await conn.execute(queries.CREATE_IMPORT_MEMBERSHIPS)
