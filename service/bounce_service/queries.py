@@ -451,7 +451,7 @@ ORDER BY m.line LIMIT 1
 # The insert fails on an address that another client inserted after its snapshot, or on a uuid taken:
 # the import then retries its rows, from a savepoint, with the upserts further down, which wait for such
 # rows and update them (or name the line whose uuid is taken).
-# Every staged row has a uuid: the line's, or one drawn for it (routes/data.py new_uuids), which only a new
+# Every staged row has a uuid: the line's, or one drawn for it (routes/data.py random_uuids), which only a new
 # subscriber takes. A subscriber or a membership that the import would not change is not written at all,
 # nor is its updated_at moved: re-importing the sending system's whole list, the usual nightly sync, then
 # costs reads, not a new version of every row and of every index entry.
