@@ -397,7 +397,7 @@ RETURNING list_id
 """
 
 # Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in line order:
-# routes/data.py _stage), then one statement per table. It ends where upserting line by line would: a
+# routes/data.py _ImportLines), then one statement per table. It ends where upserting line by line would: a
 # field a line leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
 CREATE_IMPORT_SUBSCRIBERS = """
 CREATE TEMPORARY TABLE import_subscribers (
@@ -420,7 +420,16 @@ CREATE TEMPORARY TABLE import_memberships (
 COPY_IMPORT_SUBSCRIBERS = "COPY import_subscribers (email, line, uuid, name, attribs, status) FROM STDIN"
 COPY_IMPORT_MEMBERSHIPS = "COPY import_memberships (email, list_uuid, line, status) FROM STDIN"
 
-# The later lines of an address (routes/data.py _stage): each field's last given value, NULL if none.
+# Where none of an import's first addresses is known, its subscribers and their memberships go straight
+# into their tables (routes/data.py _copy_new), with ids drawn first. A row that exists after all, or a
+# uuid taken, fails that copy, and the import stages every line instead.
+ANY_ADDRESS_KNOWN = "SELECT EXISTS (SELECT 1 FROM subscribers WHERE LOWER(email) = ANY(%(emails)s::text[])) AS known"
+DRAW_SUBSCRIBER_IDS = "SELECT ARRAY(SELECT nextval('subscribers_id_seq') FROM generate_series(1, %(count)s)) AS ids"
+COPY_NEW_SUBSCRIBERS = "COPY subscribers (id, uuid, email, name, attribs, status) FROM STDIN"
+COPY_NEW_MEMBERSHIPS = "COPY subscriber_lists (subscriber_id, list_id, status) FROM STDIN"
+LIST_IDS = "SELECT uuid::text AS uuid, id FROM lists WHERE uuid = ANY(%(uuids)s::uuid[])"
+
+# The later lines of an address (routes/data.py _ImportLines): each field's last given value, NULL if none.
 CREATE_IMPORT_LATER_LINES = """
 CREATE TEMPORARY TABLE import_later_lines (
     email TEXT PRIMARY KEY, name TEXT, attribs JSONB, status subscriber_status

@@ -14,6 +14,7 @@ import pytest
 
 from bounce_service import queries
 from bounce_service.routes import bounces as bounce_routes
+from bounce_service.routes import data as data_routes
 from tests.conftest import auth
 
 LIST_A = "11111111-1111-4111-8111-111111111111"
@@ -210,27 +211,76 @@ async def blocked_on_a_lock(db, text: str) -> None:
     raise AssertionError(f"no statement with {text!r} waited for a lock")
 
 
-@pytest.mark.parametrize("table", ["subscribers", "subscriber_lists"])
-async def test_a_row_another_client_inserts_during_the_import_gets_the_files_values(client, db, database_url, table):
+# A file that starts with a known address is staged from the start; one of new addresses is copied straight
+# into the subscribers table (data._stage). Both must wait for the other client, then keep the file's values.
+@pytest.mark.parametrize("table, starts_known, waiting", [
+    ("subscribers", True, "INSERT INTO subscribers"), ("subscribers", False, "COPY subscribers"),
+    ("subscriber_lists", True, "INSERT INTO subscriber_lists")])
+async def test_a_row_another_client_inserts_during_the_import_gets_the_files_values(
+        client, db, database_url, table, starts_known, waiting):
     await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
     if table == "subscriber_lists":
         db.execute("INSERT INTO subscribers (email) VALUES ('race@example.com')")
+    if starts_known:
+        db.execute("INSERT INTO subscribers (email) VALUES ('known@example.com')")
+    lines = [{"email": "known@example.com"}] * starts_known + [
+        {"email": "race@example.com", "name": "Ours", "lists": [{"uuid": LIST_A}]},
+        {"email": "calm@example.com", "lists": [{"uuid": LIST_A}]}]
     async with await psycopg.AsyncConnection.connect(database_url) as other:
         async with other.transaction():  # committed when the import is waiting for it
             if table == "subscribers":
                 await other.execute("INSERT INTO subscribers (email, name) VALUES ('race@example.com', 'Theirs')")
             else:
                 await other.execute("INSERT INTO subscriber_lists (subscriber_id, list_id, status) SELECT s.id, l.id, "
-                                    "'unconfirmed' FROM subscribers s, lists l")
-            request = asyncio.create_task(import_subscribers(client, ndjson(
-                {"email": "race@example.com", "name": "Ours", "lists": [{"uuid": LIST_A}]},
-                {"email": "calm@example.com", "lists": [{"uuid": LIST_A}]},
-            )))
-            await blocked_on_a_lock(db, "INSERT INTO " + table)
+                                    "'unconfirmed' FROM subscribers s, lists l WHERE s.email = 'race@example.com'")
+            request = asyncio.create_task(import_subscribers(client, ndjson(*lines)))
+            await blocked_on_a_lock(db, waiting)
     response = await request
     assert response.status_code == 200, response.text
     assert subscribers(db)["race@example.com"]["name"] == "Ours"
+    assert set(subscribers(db)) - {"known@example.com"} == {"race@example.com", "calm@example.com"}
     assert memberships(db) == {("race@example.com", LIST_A, "confirmed"), ("calm@example.com", LIST_A, "confirmed")}
+
+
+def new_lines(count: int) -> list[dict]:
+    """More new addresses than an import looks up before it copies them straight into the table."""
+    assert count > data_routes.PROBE_ADDRESSES
+    return [{"email": f"new{n}@example.com", "lists": [{"uuid": LIST_A}]} for n in range(count)]
+
+
+async def test_a_known_address_after_the_first_lines_is_updated_once_and_the_rest_added(client, db):
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    db.execute("INSERT INTO subscribers (email, name) VALUES ('known@example.com', 'Before')")
+    before = subscribers(db)["known@example.com"]
+    lines = new_lines(data_routes.PROBE_ADDRESSES + 50)
+    lines[3] = {**lines[3], "name": "First"}
+    body = ndjson(*lines, {"email": "KNOWN@example.com", "name": "After", "lists": [{"uuid": LIST_A}]},
+                  {"email": lines[3]["email"], "name": "Last"})
+    response = await import_subscribers(client, body)
+    assert response.json() == {"data": {"imported": len(lines) + 2}}
+    after = subscribers(db)
+    assert len(after) == len(lines) + 1 and after["known@example.com"] == {**before, "name": "After"}
+    assert after[lines[3]["email"]]["name"] == "Last"
+    assert len({row["uuid"] for row in after.values()}) == len(after)
+    assert memberships(db) == {(email, LIST_A, "confirmed") for email in after}
+
+
+async def test_a_uuid_taken_after_the_first_lines_names_its_line(client, db):
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    taken = (await client.post("/api/subscribers", json={"email": "owner@example.com"}, auth=auth())).json()["data"]["uuid"]
+    lines = new_lines(data_routes.PROBE_ADDRESSES + 50)
+    response = await import_subscribers(client, ndjson(*lines, {"email": "thief@example.com", "uuid": taken}))
+    assert response.status_code == 409
+    assert response.json() == {"message": f"line {len(lines) + 1}: uuid already belongs to another subscriber"}
+    assert set(subscribers(db)) == {"owner@example.com"} and memberships(db) == set()
+
+
+async def test_a_value_postgresql_refuses_in_a_file_of_new_subscribers_imports_nothing(client, db):
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    lines = new_lines(data_routes.PROBE_ADDRESSES + 50)
+    response = await import_subscribers(client, ndjson(*lines, {"email": "nul@example.com", "name": "a\u0000b"}))
+    assert response.status_code == 400 and "cannot be stored" in response.json()["message"]
+    assert subscribers(db) == {} and memberships(db) == set()
 
 
 # ---- bounce import --------------------------------------------------------------------------------------

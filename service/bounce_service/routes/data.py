@@ -7,7 +7,8 @@ lists, for the unsubscribe action) and how many messages each campaign sent (for
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Iterator
+from itertools import chain, islice
+from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 import psycopg
@@ -119,53 +120,150 @@ def random_uuids() -> Iterator[str]:
         yield from (digits[start:start + 32] for start in range(0, 32 * UUID_BLOCK, 32))
 
 
-async def _stage(conn: psycopg.AsyncConnection, body: bytes) -> int:
-    """Validate the body's lines into the staging tables (a row per address and per membership); the line count.
+# The first addresses of an import that are looked up before it chooses how to store them (_import).
+PROBE_ADDRESSES = 100
 
-    An address's first line goes to COPY as soon as it is parsed, so that PostgreSQL takes in each row
-    while Python parses the next (BENCHMARKS.md: 100,000 lines parsed and staged in 1.7 s, against
-    2.2–2.4 s when all were parsed first). Its later lines, rare in practice, are folded into one row
-    (each field's last given value) and applied to the staged row after the COPY. It ends where
-    upserting the lines one by one would: the first line's uuid, each field's last given value, and each
-    row keeps the first line that named it, for errors found in the database. Attributes are serialised
-    by orjson for COPY to parse as jsonb (psycopg's Jsonb would use the much slower json module).
+
+class _ImportLines:
+    """An import's lines, validated as they are read, with what they say about each address folded.
+
+    `first_lines` yields each address's first line as soon as it is parsed, so that PostgreSQL takes in
+    each row while Python parses the next (BENCHMARKS.md: 100,000 lines parsed and staged in 1.7 s,
+    against 2.2–2.4 s when all were parsed first). Later lines of an address, rare in practice, are
+    folded into one (each field's last given value), and so are the memberships. It ends where
+    upserting the lines one by one would: the first line's uuid, each field's last given value, and
+    each row keeps the first line that named it, for errors found in the database. Attributes are
+    serialised by orjson for COPY to parse as jsonb (psycopg's Jsonb would use the much slower json module).
     """
-    await conn.execute(queries.CREATE_IMPORT_SUBSCRIBERS)
-    await conn.execute(queries.CREATE_IMPORT_MEMBERSHIPS)
-    staged: set[str] = set()
-    later: dict[str, list] = {}  # address -> [address, name, attribs, status] that lines after its first give
-    memberships: dict[tuple[str, str], list] = {}
-    uuids = random_uuids()  # used only if the subscriber is new: an existing one keeps its own
-    count = 0
-    async with conn.cursor() as cursor:
-        async with cursor.copy(queries.COPY_IMPORT_SUBSCRIBERS) as copy:
-            for line, (email, uuid, name, attribs, status, lists) in parse_lines(body, _subscriber, "subscribers"):
-                count += 1
-                if attribs is not None:
-                    attribs = orjson.dumps(attribs).decode()
-                if email not in staged:
-                    staged.add(email)
-                    await copy.write_row((email, line, uuid or next(uuids), name, attribs, status))
+
+    def __init__(self, body: bytes) -> None:
+        self._parsed = parse_lines(body, _subscriber, "subscribers")
+        self.most = body.count(b"\n") + 1  # subscribers the body can name at most: one per line
+        self._uuids = random_uuids()  # used only if the subscriber is new: an existing one keeps its own
+        self._seen: set[str] = set()
+        self.count = 0
+        self.kept: list[tuple] | None = None  # first lines yielded so far, while a caller needs them again
+        self.later: dict[str, list] = {}  # address -> [address, line, name, attribs, status] of its later lines
+        self.memberships: dict[tuple[str, str], list] = {}  # -> [address, list uuid, line, status]
+
+    def first_lines(self) -> Iterator[tuple]:
+        """(address, line, uuid, name, attribs, status) of each address's first line, in line order."""
+        for line, (email, uuid, name, attribs, status, lists) in self._parsed:
+            self.count += 1
+            if attribs is not None:
+                attribs = orjson.dumps(attribs).decode()
+            for list_uuid, list_status in lists:
+                membership = self.memberships.get((email, list_uuid))
+                if membership is None:
+                    self.memberships[(email, list_uuid)] = [email, list_uuid, line, list_status]
                 else:
-                    folded = later.setdefault(email, [email, None, None, None])
-                    for index, value in ((1, name), (2, attribs), (3, status)):
-                        if value is not None:
-                            folded[index] = value
-                for list_uuid, list_status in lists:
-                    membership = memberships.get((email, list_uuid))
-                    if membership is None:
-                        memberships[(email, list_uuid)] = [email, list_uuid, line, list_status]
-                    else:
-                        membership[3] = list_status
-        await _copy(cursor, queries.COPY_IMPORT_MEMBERSHIPS, memberships.values())
-        if later:
+                    membership[3] = list_status
+            if email in self._seen:
+                folded = self.later.setdefault(email, [email, line, None, None, None])
+                for index, value in ((2, name), (3, attribs), (4, status)):
+                    if value is not None:
+                        folded[index] = value
+                continue
+            self._seen.add(email)
+            row = (email, line, uuid or next(self._uuids), name, attribs, status)
+            if self.kept is not None:
+                self.kept.append(row)
+            yield row
+
+    def later_lines(self) -> Iterator[tuple]:
+        """Rows of queries.COPY_IMPORT_LATER_LINES."""
+        return ((email, name, attribs, status) for email, _, name, attribs, status in self.later.values())
+
+    def later_lines_staged(self) -> Iterator[tuple]:
+        """The later lines as rows of queries.COPY_IMPORT_SUBSCRIBERS, for UPDATE_IMPORTED_SUBSCRIBERS
+        to apply to the subscribers that the first lines created."""
+        return ((email, line, next(self._uuids), name, attribs, status)
+                for email, line, name, attribs, status in self.later.values())
+
+
+async def _import(conn: psycopg.AsyncConnection, body: bytes) -> int:
+    """Validate and store the body's lines, in the transaction of `conn`; the line count.
+
+    Where none of the first PROBE_ADDRESSES addresses exists (a first import, or new subscribers), the
+    subscribers and their memberships are copied straight into their tables (_copy_new), which saves
+    staging them and then finding out in the database which are new (BENCHMARKS.md). If one of them
+    exists after all, or a uuid is taken, that copy is undone and every line is staged, as it is from
+    the start for a file of known addresses; the staged statements then sort out, in the database,
+    which subscriber to update and which to add (_store_staged).
+    """
+    lines = _ImportLines(body)
+    first_lines = lines.first_lines()
+    probe = list(islice(first_lines, PROBE_ADDRESSES))
+    await conn.execute(queries.CREATE_IMPORT_SUBSCRIBERS)
+    async with conn.cursor() as cursor:
+        if not await _any_known(conn, probe):
+            lines.kept = list(probe)
+            if await _copy_new(conn, cursor, lines, chain(probe, first_lines)):
+                return lines.count
+            probe, lines.kept = lines.kept, None  # every first line read so far: that copy was undone
+        await _copy(cursor, queries.COPY_IMPORT_SUBSCRIBERS, chain(probe, first_lines))
+        if lines.later:
             await conn.execute(queries.CREATE_IMPORT_LATER_LINES)
-            await _copy(cursor, queries.COPY_IMPORT_LATER_LINES, later.values())
+            await _copy(cursor, queries.COPY_IMPORT_LATER_LINES, lines.later_lines())
             await conn.execute(queries.FOLD_IMPORT_LATER_LINES)
-    return count
+        await conn.execute(queries.CREATE_IMPORT_MEMBERSHIPS)
+        await _copy(cursor, queries.COPY_IMPORT_MEMBERSHIPS, lines.memberships.values())
+    unknown = await (await conn.execute(queries.FIRST_UNKNOWN_IMPORT_LIST)).fetchone()
+    if unknown is not None:
+        raise _unknown_list(unknown["line"], unknown["list_uuid"])
+    await _store_staged(conn)
+    return lines.count
 
 
-async def _copy(cursor: psycopg.AsyncCursor, statement: str, rows: Iterable[list]) -> None:
+def _unknown_list(line: int, list_uuid: str) -> ApiError:
+    return ApiError(400, f"line {line}: Unknown list: {list_uuid}")
+
+
+async def _any_known(conn: psycopg.AsyncConnection, rows: list[tuple]) -> bool:
+    emails = [email for email, *_ in rows]
+    return (await (await conn.execute(queries.ANY_ADDRESS_KNOWN, {"emails": emails})).fetchone())["known"]
+
+
+async def _copy_new(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncCursor, lines: _ImportLines,
+                    first_lines: Iterable[tuple]) -> bool:
+    """COPY new subscribers, then their memberships, straight into their tables; False, with nothing
+    written, if an address or a uuid is taken (a savepoint undoes the subscribers copied so far).
+
+    Their ids are drawn first, one per line of the body (a few go unused), so that the memberships
+    can name them without looking each address up again.
+    """
+    ids = iter((await (await conn.execute(queries.DRAW_SUBSCRIBER_IDS, {"count": lines.most})).fetchone())["ids"])
+    id_of: dict[str, int] = {}
+    try:
+        async with conn.transaction(), cursor.copy(queries.COPY_NEW_SUBSCRIBERS) as copy:
+            for email, _, uuid, name, attribs, status in first_lines:
+                id_of[email] = subscriber_id = next(ids)
+                # The subscribers table's defaults, which COPY cannot leave to it row by row.
+                await copy.write_row((subscriber_id, uuid, email, "" if name is None else name,
+                                      "{}" if attribs is None else attribs, status or "enabled"))
+    except psycopg.errors.UniqueViolation:
+        return False
+    list_ids = await _list_ids(conn, lines.memberships)
+    await _copy(cursor, queries.COPY_NEW_MEMBERSHIPS, (
+        (id_of[email], list_ids[list_uuid], status) for email, list_uuid, _, status in lines.memberships.values()))
+    if lines.later:
+        await _copy(cursor, queries.COPY_IMPORT_SUBSCRIBERS, lines.later_lines_staged())
+        await conn.execute(queries.UPDATE_IMPORTED_SUBSCRIBERS)
+    return True
+
+
+async def _list_ids(conn: psycopg.AsyncConnection, memberships: dict[tuple[str, str], list]) -> dict[str, int]:
+    """The id of each list the memberships name; an unknown one is refused, with the first line naming it."""
+    uuids = sorted({list_uuid for _, list_uuid in memberships})
+    rows = await (await conn.execute(queries.LIST_IDS, {"uuids": uuids})).fetchall()
+    found = {row["uuid"]: row["id"] for row in rows}
+    unknown = [(line, list_uuid) for _, list_uuid, line, _ in memberships.values() if list_uuid not in found]
+    if unknown:
+        raise _unknown_list(*min(unknown))
+    return found
+
+
+async def _copy(cursor: psycopg.AsyncCursor, statement: str, rows: Iterable[Sequence]) -> None:
     async with cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row(row)
@@ -175,17 +273,13 @@ async def _copy(cursor: psycopg.AsyncCursor, statement: str, rows: Iterable[list
 async def import_subscribers(request: Request) -> Response:
     """NDJSON, one subscriber per line; all lines are imported or none, and an error names its line.
 
-    The rows are staged with COPY and stored with a few statements (_store_staged), which is what makes
-    a bulk import tens of times faster than a statement (and a round trip) per line.
+    The rows go in with COPY and a few statements (_import), which is what makes a bulk import tens of
+    times faster than a statement (and a round trip) per line.
     """
     body = await request.body()
     async with request.app.state.db.transaction() as conn:
         with paused_gc():
-            count = await _stage(conn, body)
-        unknown = await (await conn.execute(queries.FIRST_UNKNOWN_IMPORT_LIST)).fetchone()
-        if unknown is not None:
-            raise ApiError(400, f"line {unknown['line']}: Unknown list: {unknown['list_uuid']}")
-        await _store_staged(conn)
+            count = await _import(conn, body)
     return ok({"imported": count})
 
 
