@@ -34,16 +34,20 @@ def mime_only(raw: bytes) -> object:
     return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
-def rate(fn: Callable[[bytes], object], messages: list[bytes], rounds: int, label: str) -> float:
-    """Best messages/s over ``rounds`` passes (the best pass is the least disturbed by other load)."""
-    best = float("inf")
+def rates(functions: dict[str, Callable[[bytes], object]], messages: list[bytes], rounds: int) -> dict[str, float]:
+    """Best messages/s of each function over ``rounds`` passes (the best pass is the least disturbed by
+    other load). The functions take turns, pass by pass, so that a disturbance lasting seconds (this
+    host's speed moves within minutes) weighs on both sides of the ratio, not on one."""
+    best = dict.fromkeys(functions, float("inf"))
     for i in range(rounds):
-        start = time.perf_counter()
-        for raw in messages:
-            fn(raw)
-        best = min(best, time.perf_counter() - start)
-        progress(f"{label}: round {i + 1}/{rounds}, {len(messages) / best:,.0f} msg/s so far")
-    return len(messages) / best
+        for label, fn in functions.items():
+            start = time.perf_counter()
+            for raw in messages:
+                fn(raw)
+            best[label] = min(best[label], time.perf_counter() - start)
+        progress(f"round {i + 1}/{rounds}: " + ", ".join(f"{label} {len(messages) / took:,.0f} msg/s"
+                                                         for label, took in best.items()) + " so far")
+    return {label: len(messages) / took for label, took in best.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_bounce(raw)
     rounds = a.rounds or max(3, round(a.seconds / max(time.perf_counter() - start, 1e-6)))
 
-    parser = rate(parse_bounce, messages, rounds, "parse_bounce")
-    baseline = rate(mime_only, messages, rounds, "MIME parse only")
+    measured = rates({"parse_bounce": parse_bounce, "MIME parse only": mime_only}, messages, rounds)
+    parser, baseline = measured["parse_bounce"], measured["MIME parse only"]
     print(f"parse_bounce:          {parser:10,.0f} messages/s  ({len(messages)} messages, best of {rounds} rounds)")
     print(f"baseline (MIME only):  {baseline:10,.0f} messages/s")
     print(f"ratio parser/baseline: {parser / baseline:10.2f}")
