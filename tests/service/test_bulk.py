@@ -275,6 +275,17 @@ async def test_a_uuid_taken_after_the_first_lines_names_its_line(client, db):
     assert set(subscribers(db)) == {"owner@example.com"} and memberships(db) == set()
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+async def test_a_file_of_new_subscribers_is_imported_whatever_its_line_ends(client, db, newline):
+    """Each line's subscriber takes an id drawn before the copy, one per line of the body."""
+    await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
+    lines = new_lines(data_routes.PROBE_ADDRESSES + 50)
+    response = await import_subscribers(client, newline.join(orjson.dumps(line) for line in lines))
+    assert response.json() == {"data": {"imported": len(lines)}}
+    assert set(subscribers(db)) == {line["email"] for line in lines}
+    assert memberships(db) == {(line["email"], LIST_A, "confirmed") for line in lines}
+
+
 async def test_a_value_postgresql_refuses_in_a_file_of_new_subscribers_imports_nothing(client, db):
     await client.post("/api/lists", json={"uuid": LIST_A, "name": "A"}, auth=auth())
     lines = new_lines(data_routes.PROBE_ADDRESSES + 50)

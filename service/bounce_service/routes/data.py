@@ -138,7 +138,8 @@ class _ImportLines:
 
     def __init__(self, body: bytes) -> None:
         self._parsed = parse_lines(body, _subscriber, "subscribers")
-        self.most = body.count(b"\n") + 1  # subscribers the body can name at most: one per line
+        # Subscribers the body can name at most: one per line, cut where parse_lines cuts (\n, \r, \r\n).
+        self.most = body.count(b"\n") + body.count(b"\r") - body.count(b"\r\n") + 1
         self._uuids = random_uuids()  # used only if the subscriber is new: an existing one keeps its own
         self._seen: set[str] = set()
         self.count = 0
@@ -232,7 +233,8 @@ async def _copy_new(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncCursor, 
     Their ids are drawn first, one per line of the body (a few go unused), so that the memberships
     can name them without looking each address up again.
     """
-    ids = iter((await (await conn.execute(queries.DRAW_SUBSCRIBER_IDS, {"count": lines.most})).fetchone())["ids"])
+    drawn = await (await conn.execute(queries.DRAW_SUBSCRIBER_IDS, {"count": lines.most})).fetchone()
+    ids = iter(drawn["ids"])
     id_of: dict[str, int] = {}
     try:
         async with conn.transaction(), cursor.copy(queries.COPY_NEW_SUBSCRIBERS) as copy:
@@ -244,8 +246,8 @@ async def _copy_new(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncCursor, 
     except psycopg.errors.UniqueViolation:
         return False
     list_ids = await _list_ids(conn, lines.memberships)
-    await _copy(cursor, queries.COPY_NEW_MEMBERSHIPS, (
-        (id_of[email], list_ids[list_uuid], status) for email, list_uuid, _, status in lines.memberships.values()))
+    await _copy(cursor, queries.COPY_NEW_MEMBERSHIPS, ((id_of[email], list_ids[list_uuid], status)
+                                                       for email, list_uuid, _, status in lines.memberships.values()))
     if lines.later:
         await _copy(cursor, queries.COPY_IMPORT_SUBSCRIBERS, lines.later_lines_staged())
         await conn.execute(queries.UPDATE_IMPORTED_SUBSCRIBERS)
