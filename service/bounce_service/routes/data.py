@@ -143,7 +143,6 @@ class _ImportLines:
         self._uuids = random_uuids()  # used only if the subscriber is new: an existing one keeps its own
         self._seen: set[str] = set()
         self.count = 0
-        self.kept: list[tuple] | None = None  # first lines yielded so far, while a caller needs them again
         self.later: dict[str, list] = {}  # address -> [address, line, name, attribs, status] of its later lines
         self.memberships: dict[tuple[str, str], list] = {}  # -> [address, list uuid, line, status]
 
@@ -166,10 +165,7 @@ class _ImportLines:
                         folded[index] = value
                 continue
             self._seen.add(email)
-            row = (email, line, uuid or next(self._uuids), name, attribs, status)
-            if self.kept is not None:
-                self.kept.append(row)
-            yield row
+            yield email, line, uuid or next(self._uuids), name, attribs, status
 
     def later_lines(self) -> Iterator[tuple]:
         """Rows of queries.COPY_IMPORT_LATER_LINES."""
@@ -198,10 +194,11 @@ async def _import(conn: psycopg.AsyncConnection, body: bytes) -> int:
     await conn.execute(queries.CREATE_IMPORT_SUBSCRIBERS)
     async with conn.cursor() as cursor:
         if not await _any_known(conn, probe):
-            lines.kept = list(probe)
             if await _copy_new(conn, cursor, lines, chain(probe, first_lines)):
                 return lines.count
-            probe, lines.kept = lines.kept, None  # every first line read so far: that copy was undone
+            # That copy was undone: the body is read again, rather than every row kept for this rare case.
+            lines = _ImportLines(body)
+            first_lines, probe = lines.first_lines(), []
         await _copy(cursor, queries.COPY_IMPORT_SUBSCRIBERS, chain(probe, first_lines))
         if lines.later:
             await conn.execute(queries.CREATE_IMPORT_LATER_LINES)
