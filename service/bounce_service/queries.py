@@ -396,9 +396,10 @@ ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, upd
 RETURNING list_id
 """
 
-# Bulk import: COPY into temporary tables (one row per e-mail and per membership, merged in line order:
-# routes/data.py _ImportLines), then one statement per table. It ends where upserting line by line would: a
-# field a line leaves out keeps the value it had, a new subscriber takes the uuid of its first line.
+# Bulk import of a file with known addresses: COPY into temporary tables (one row per e-mail and per
+# membership, merged in line order: routes/data.py _ImportLines), then one statement per table. It ends
+# where upserting line by line would: a field a line leaves out keeps the value it had, a new subscriber
+# takes the uuid of its first line. A file of new subscribers is copied straight in (COPY_NEW_SUBSCRIBERS).
 CREATE_IMPORT_SUBSCRIBERS = """
 CREATE TEMPORARY TABLE import_subscribers (
     email TEXT PRIMARY KEY, line INTEGER NOT NULL, uuid UUID, name TEXT, attribs JSONB, status subscriber_status

@@ -212,7 +212,7 @@ async def blocked_on_a_lock(db, text: str) -> None:
 
 
 # A file that starts with a known address is staged from the start; one of new addresses is copied straight
-# into the subscribers table (data._stage). Both must wait for the other client, then keep the file's values.
+# into the subscribers table (data._import). Both must wait for the other client, then keep the file's values.
 @pytest.mark.parametrize("table, starts_known, waiting", [
     ("subscribers", True, "INSERT INTO subscribers"), ("subscribers", False, "COPY subscribers"),
     ("subscriber_lists", True, "INSERT INTO subscriber_lists")])
