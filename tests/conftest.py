@@ -164,3 +164,14 @@ async def client(make_client) -> httpx.AsyncClient:
 
 def auth(user: str = "admin") -> httpx.BasicAuth:
     return httpx.BasicAuth(user, TOKENS[user])
+
+
+async def blocked_on_a_lock(db, text: str) -> None:
+    """Until a backend running a statement with `text` in it waits for a lock held by another transaction
+    (10 s at most)."""
+    for _ in range(1000):
+        if db.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                      ("%" + text + "%",)).fetchone()["n"]:
+            return
+        await asyncio.sleep(0.01)  # lets a task of this event loop run its statement meanwhile
+    raise AssertionError(f"no statement with {text!r} waited for a lock")

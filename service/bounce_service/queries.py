@@ -15,6 +15,8 @@ from psycopg import sql
 # - The subscribers the batch names are locked first, in id order (concurrent batches cannot deadlock):
 #   that serialises concurrent events for one subscriber, so a threshold fires once. `all_locked` makes
 #   every lock taken before the first insert, whatever join order the planner picks.
+#   The lock is also what keeps a bounce's subscriber_id pointing at a subscriber: no foreign key checks
+#   it (migration 0009), and a DELETE of the subscriber waits for this transaction, then forgets it.
 # - A subscriber is found by UUID first; an unknown UUID falls back to the address.
 # - Rows go in in event_key order, so two transactions that share keys (a redelivery racing its original)
 #   wait on each other in the same order; among equal keys the first event of the batch is stored.
@@ -80,8 +82,8 @@ INSERT_STAGED_BOUNCES = _RECORD_FROM.format(
 # action on them, and the mark on each one's latest bounce of the batch. An action fires only where it
 # changed a row; the statement returns those subscribers. `latest` pairs each subscriber with that bounce.
 # The data-modifying steps touch different tables and are all carried out, whether read or not. A
-# deleted subscriber's bounces lose their subscriber_id after the statement (ON DELETE SET NULL), the
-# mark included.
+# deleted subscriber's bounces lose their subscriber_id after the statement (a trigger of migration 0009),
+# the mark included.
 _THRESHOLD_STEP = """
 WITH latest AS (
     SELECT * FROM unnest(%(subscriber_ids)s::bigint[], %(bounce_ids)s::bigint[]) AS l(subscriber_id, bounce_id)

@@ -15,7 +15,7 @@ import pytest
 from bounce_service import queries
 from bounce_service.routes import bounces as bounce_routes
 from bounce_service.routes import data as data_routes
-from tests.conftest import auth
+from tests.conftest import auth, blocked_on_a_lock
 
 LIST_A = "11111111-1111-4111-8111-111111111111"
 LIST_B = "33333333-3333-4333-8333-333333333333"
@@ -198,17 +198,6 @@ def test_new_subscribers_among_many_are_joined_to_their_memberships_by_key(db):
                 copy.write_row((f"new{n}@example.com", LIST_A, n + 1, "confirmed"))
         [[plan]] = db.execute("EXPLAIN (FORMAT JSON) " + queries.INSERT_IMPORTED_SUBSCRIBERS).fetchone().values()
     assert not rescanned_per_row(plan["Plan"], "import_memberships")
-
-
-async def blocked_on_a_lock(db, text: str) -> None:
-    """Until a backend running a statement with `text` in it waits for a lock held by another transaction
-    (10 s at most)."""
-    for _ in range(1000):
-        if db.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                      ("%" + text + "%",)).fetchone()["n"]:
-            return
-        await asyncio.sleep(0.01)  # lets the import run on this event loop while it gets there
-    raise AssertionError(f"no statement with {text!r} waited for a lock")
 
 
 # A file that starts with a known address is staged from the start; one of new addresses is copied straight

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import orjson
+import psycopg
 import pytest
 
+from bounce_service import queries
 from bounce_service.config import ActionRule
 from bounce_service.db import Database
 from bounce_service.events import BounceEvent
 from bounce_service.recorder import Outcome, Recorder
+from tests.conftest import blocked_on_a_lock
 
 
 def add_subscriber(db, email: str, lists: int = 0, status: str = "enabled") -> dict:
@@ -200,6 +204,67 @@ async def test_a_subscriber_deleted_by_one_type_is_not_acted_on_by_the_next_in_t
     rows = db.execute("SELECT type::text, subscriber_id, action FROM bounces ORDER BY id").fetchall()
     assert rows == [{"type": "hard", "subscriber_id": None, "action": None},
                     {"type": "complaint", "subscriber_id": None, "action": "delete"}]
+
+
+async def test_one_delete_of_several_subscribers_keeps_their_bounces_without_them(make_recorder, db):
+    recorder = await make_recorder()
+    kept = add_subscriber(db, "kept@example.com")
+    for email in ("gone1@example.com", "gone2@example.com"):
+        add_subscriber(db, email)
+    await recorder.record([hard("gone1@example.com"), hard("gone2@example.com"), hard("kept@example.com")])
+    db.execute("DELETE FROM subscribers WHERE email LIKE 'gone%'")
+    rows = db.execute("SELECT email, subscriber_id FROM bounces").fetchall()
+    assert {row["email"]: row["subscriber_id"] for row in rows} == {
+        "gone1@example.com": None, "gone2@example.com": None, "kept@example.com": kept["id"]}
+
+
+async def test_truncating_subscribers_keeps_every_bounce_without_its_subscriber(make_recorder, db):
+    recorder = await make_recorder()
+    add_subscriber(db, "t@example.com")
+    await recorder.record([hard("t@example.com"), hard("stranger@example.com")])
+    db.execute("TRUNCATE subscribers CASCADE")
+    assert db.execute("SELECT email, subscriber_id FROM bounces ORDER BY email").fetchall() == [
+        {"email": "stranger@example.com", "subscriber_id": None}, {"email": "t@example.com", "subscriber_id": None}]
+
+
+def test_a_subscribers_id_cannot_change(db):
+    sub = add_subscriber(db, "fixed@example.com")
+    with pytest.raises(psycopg.errors.RestrictViolation, match="id cannot change"):
+        db.execute("UPDATE subscribers SET id = id + 1000 WHERE id = %s", (sub["id"],))
+    db.execute("UPDATE subscribers SET id = id, status = 'blocklisted' WHERE id = %s", (sub["id"],))  # unchanged: allowed
+    assert subscriber(db, sub["id"]) == {"status": "blocklisted"}
+
+
+async def test_a_subscriber_deleted_while_its_bounce_is_being_recorded_loses_it_at_the_commit(make_recorder, db, database_url):
+    """The recorder's lock makes the DELETE wait for the recording transaction; the DELETE then sees its bounce."""
+    recorder = await make_recorder(hard=ActionRule(1, "none", None))
+    sub = add_subscriber(db, "late@example.com")
+    async with await psycopg.AsyncConnection.connect(database_url) as deleter:
+        async with recorder.db.transaction() as conn:
+            rows = orjson.dumps([Recorder._row(0, hard("late@example.com"))]).decode()
+            stored = await (await conn.execute(queries.RECORD_BOUNCES, {"rows": rows})).fetchall()
+            assert [row["subscriber_id"] for row in stored] == [sub["id"]]
+            delete = asyncio.create_task(deleter.execute("DELETE FROM subscribers WHERE email = 'late@example.com'"))
+            await blocked_on_a_lock(db, "DELETE FROM subscribers")
+        await delete
+        await deleter.commit()
+    assert subscriber(db, sub["id"]) is None
+    assert db.execute("SELECT email, subscriber_id FROM bounces").fetchall() == [
+        {"email": "late@example.com", "subscriber_id": None}]
+
+
+async def test_a_bounce_recorded_while_its_subscriber_is_being_deleted_is_of_an_unknown_recipient(make_recorder, db, database_url):
+    recorder = await make_recorder()
+    sub = add_subscriber(db, "early@example.com")
+    async with await psycopg.AsyncConnection.connect(database_url) as deleter:
+        await deleter.execute("DELETE FROM subscribers WHERE id = %s", (sub["id"],))
+        record = asyncio.create_task(recorder.record([hard("early@example.com")]))
+        await blocked_on_a_lock(db, "FOR UPDATE")
+        await deleter.commit()
+    result = await record
+    assert result.outcomes == [Outcome.RECORDED] and result.actions == []
+    assert db.execute("SELECT email, subscriber_id FROM bounces").fetchall() == [
+        {"email": "early@example.com", "subscriber_id": None}]
 
 
 async def test_action_none_changes_nothing(make_recorder, db):
