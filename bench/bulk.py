@@ -6,7 +6,7 @@ One durable PostgreSQL and one `bounce-service serve` (2 workers) on this machin
 with a baseline measured in the same run:
 
 - subscriber import (COPY + one upsert per table) vs. raw COPY of the same rows into a copy of the table;
-- bounce import (COPY into a staging table, one recorder transaction) vs. the same events as native webhook batches of 1,000;
+- bounce import (COPY straight into `bounces`, one recorder transaction) vs. the same events as native webhook batches of 1,000;
 - export of every row, CSV and NDJSON, vs. the export's own COPY statement read directly with psycopg,
   with the service's RSS before, at its peak during, and after the export, and the NDJSON COPY used
   before (a row per bounce) read directly;
@@ -178,7 +178,7 @@ def import_bounces(client: httpx.Client, db_url: str, count: int, rounds: int) -
         replay.append(timed(lambda: posted(client, "/api/bounces/import", body)))
         progress(f"baseline, round {round_}/{rounds}: {count:,} events as native webhook batches of 1,000")
         baseline.append(timed(webhook))
-    print(f"\nPOST /api/bounces/import, {count:,} native bounce lines (10% hard), staged by COPY, one transaction")
+    print(f"\nPOST /api/bounces/import, {count:,} native bounce lines (10% hard), COPYed into bounces, one transaction")
     print(f"  import:                 {rate(count, took)}   goal >= 20,000 rows/s")
     print(f"  same file again (dups): {rate(count, replay)}")
     print(f"  baseline webhook x1000: {rate(count, baseline)}   ratio {statistics.median(baseline) / statistics.median(took):.2f}")

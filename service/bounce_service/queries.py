@@ -10,6 +10,11 @@ from psycopg import sql
 
 # ---- recorder -----------------------------------------------------------------------------------------
 
+# The input rows of RECORD_BOUNCES, one JSON object each (recorder.Recorder._row).
+BOUNCE_ROW_COLUMNS = """
+    i integer, email text, subscriber_uuid uuid, campaign_uuid uuid, type bounce_type, source text,
+    meta jsonb, event_key text, created_at timestamptz"""
+
 # A whole batch in one statement (one JSON document of rows), so a shared transaction is BEGIN, this, the
 # thresholds of the subscribers it touched, COMMIT.
 # - The subscribers the batch names are locked first, in id order (concurrent batches cannot deadlock):
@@ -23,11 +28,11 @@ from psycopg import sql
 # - RETURNING can only name the table's columns, so ids are drawn first (the MATERIALIZED CTE evaluates
 #   nextval exactly once per row) and matched back to the input row `i`.
 # - An unknown campaign UUID is kept as a NULL campaign, not refused.
-# The same statement reads a bulk import's rows from a table staged by COPY (RECORD_STAGED_BOUNCES).
-_RECORD_FROM = """
+# A bulk import does the same work in steps of its own (below).
+RECORD_BOUNCES = f"""
 WITH input AS MATERIALIZED (
     SELECT nextval('bounces_id_seq') AS id, r.*
-    FROM {input}
+    FROM json_to_recordset(%(rows)s::json) AS r({BOUNCE_ROW_COLUMNS})
 ), locked AS MATERIALIZED (
     SELECT id, uuid, LOWER(email) AS email FROM subscribers
     WHERE uuid = ANY(ARRAY(SELECT subscriber_uuid FROM input WHERE subscriber_uuid IS NOT NULL))
@@ -47,35 +52,33 @@ WITH input AS MATERIALIZED (
     INSERT INTO bounces (id, subscriber_id, email, campaign_id, type, source, meta, event_key, created_at)
     SELECT id, subscriber_id, address, (SELECT c.id FROM campaigns c WHERE c.uuid = matched.campaign_uuid),
            type, source, meta, event_key, COALESCE(created_at, NOW())
-    FROM matched {new_keys}ORDER BY event_key COLLATE "C", i
-    {conflict}
+    FROM matched ORDER BY event_key COLLATE "C", i
+    ON CONFLICT (event_key) DO NOTHING
     RETURNING id, subscriber_id
 )
 SELECT matched.i, stored.id, stored.subscriber_id FROM stored JOIN matched USING (id)
 """
 
-BOUNCE_ROW_COLUMNS = """
-    i integer, email text, subscriber_uuid uuid, campaign_uuid uuid, type bounce_type, source text,
-    meta jsonb, event_key text, created_at timestamptz"""
+# ---- bulk import of bounces (recorder.record_bulk) ----------------------------------------------------
+# An import's rows are COPYed straight into `bounces`; RECORD_BOUNCES's other work comes first, in two
+# statements: the subscribers the import names, locked in id order as RECORD_BOUNCES locks them (and
+# returned, for the recorder to match each row), then what every row needs: the transaction's NOW() (the
+# default created_at), one id per row and the campaigns named.
+LOCK_IMPORT_SUBSCRIBERS = """
+SELECT id, uuid::text, LOWER(email) FROM subscribers
+WHERE uuid = ANY(%(uuids)s::uuid[]) OR LOWER(email) = ANY(%(emails)s::text[])
+ORDER BY id
+FOR UPDATE
+"""
 
-_ON_CONFLICT = {"new_keys": "", "conflict": "ON CONFLICT (event_key) DO NOTHING"}
+IMPORT_DEFAULTS = """
+SELECT NOW(), ARRAY(SELECT nextval('bounces_id_seq') FROM generate_series(1, %(count)s)),
+       (SELECT COALESCE(json_object_agg(uuid, id), '{}') FROM campaigns WHERE uuid = ANY(%(campaigns)s::uuid[]))
+"""
 
-RECORD_BOUNCES = _RECORD_FROM.format(input=f"json_to_recordset(%(rows)s::json) AS r({BOUNCE_ROW_COLUMNS})", **_ON_CONFLICT)
+KNOWN_EVENT_KEYS = "SELECT event_key FROM bounces WHERE event_key = ANY(%(keys)s::text[])"
 
-# Bulk import: rows COPYed into a temporary table are cheaper to hand over than one JSON document.
-CREATE_IMPORT_BOUNCES = f"CREATE TEMPORARY TABLE import_bounces ({BOUNCE_ROW_COLUMNS}) ON COMMIT DROP"
-COPY_IMPORT_BOUNCES = "COPY import_bounces ({names}) FROM STDIN".format(
-    names=", ".join(column.split()[0] for column in BOUNCE_ROW_COLUMNS.split(","))
-)
-RECORD_STAGED_BOUNCES = _RECORD_FROM.format(input="import_bounces r", **_ON_CONFLICT)
-# The same with a plain INSERT of the keys not stored yet, for a bulk import whose rows have distinct keys
-# (recorder.record_bulk): ON CONFLICT costs each row a probe of the key's index before its insert and a
-# second WAL record to confirm it, a fifth of the statement here. It fails on a key that another transaction
-# stores meanwhile (a webhook racing the import), and the import then runs RECORD_STAGED_BOUNCES instead.
-INSERT_STAGED_BOUNCES = _RECORD_FROM.format(
-    input="import_bounces r", conflict="",
-    new_keys="WHERE NOT EXISTS (SELECT 1 FROM bounces b WHERE b.event_key = matched.event_key)\n    ",
-)
+COPY_BOUNCES = "COPY bounces (id, subscriber_id, email, campaign_id, type, source, meta, event_key, created_at) FROM STDIN"
 
 # A threshold's whole step for the subscribers of one bounce type in a batch, in one statement (one round
 # trip in a transaction that a webhook batch holds open): who reached the count within the window, the

@@ -464,7 +464,7 @@ async def test_a_key_another_transaction_stores_during_the_bounce_import_is_a_du
                 bounce("hard@example.com", "hard", event_id="e1"), bounce("soft@example.com", event_id="e2"),
                 bounce("soft@example.com"),
             )))
-            await blocked_on_a_lock(db, "INSERT INTO bounces")
+            await blocked_on_a_lock(db, "COPY bounces")
     response = await request
     assert response.json() == {"data": {"imported": 3, "recorded": 2, "duplicates": 1}}
     rows = db.execute("SELECT email, event_key FROM bounces ORDER BY id").fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from uuid import uuid4
 
 import orjson
 import psycopg
@@ -204,6 +205,43 @@ async def test_a_subscriber_deleted_by_one_type_is_not_acted_on_by_the_next_in_t
     rows = db.execute("SELECT type::text, subscriber_id, action FROM bounces ORDER BY id").fetchall()
     assert rows == [{"type": "hard", "subscriber_id": None, "action": None},
                     {"type": "complaint", "subscriber_id": None, "action": "delete"}]
+
+
+async def test_a_bulk_import_stores_the_rows_that_record_stores(make_recorder, db):
+    """record_bulk COPYs its rows and applies RECORD_BOUNCES's rules itself: the same events, from the same
+    state, must leave the same rows with the same outcomes."""
+    none = ActionRule(1, "none", None)
+    recorder = await make_recorder(hard=none, complaint=none)
+    known = add_subscriber(db, "known@example.com")
+    other = add_subscriber(db, "other@example.com")
+    campaign = db.execute("INSERT INTO campaigns (name) VALUES ('c') RETURNING uuid::text AS uuid").fetchone()["uuid"]
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    events = [
+        hard("alias@example.com", subscriber_uuid=known["uuid"].upper(), event_key="k3"),  # uuid first; its address kept
+        hard(subscriber_uuid=known["uuid"], event_key="k1"),  # no address: the subscriber's
+        hard("OTHER@example.com", subscriber_uuid=str(uuid4()), event_key="k2"),  # unknown uuid: by address
+        hard("stranger@example.com", campaign_uuid=campaign.upper(), event_key='q"uote\\d é'),
+        hard("known@example.com", campaign_uuid=str(uuid4()), created_at=when, event_key="k0"),
+        hard("other@example.com", type="complaint", event_key="k2"),  # a later line of k2: a duplicate
+        hard("known@example.com", type="soft", event_key="stored"),  # stored before: a duplicate
+        hard("other@example.com", type="soft"), hard("known@example.com", type="soft"),  # no key: always stored
+    ]
+
+    async def stored_by(record) -> tuple[list, list[dict]]:
+        db.execute("TRUNCATE bounces")
+        db.execute("INSERT INTO bounces (email, type, source, event_key) VALUES ('x@example.com', 'soft', 'test', 'stored')")
+        result = await record(events)
+        rows = db.execute("SELECT subscriber_id, email, campaign_id, type::text, source, meta, event_key,"
+                          " CASE WHEN created_at = recorded_at THEN 'now' ELSE created_at::text END AS created_at"
+                          " FROM bounces WHERE event_key IS DISTINCT FROM 'stored' ORDER BY event_key COLLATE \"C\", id").fetchall()
+        return result.outcomes, rows
+
+    outcomes, rows = await stored_by(recorder.record)
+    assert await stored_by(recorder.record_bulk) == (outcomes, rows)
+    assert outcomes.count(Outcome.DUPLICATE) == 2 and len(rows) == 7
+    assert [row["event_key"] for row in rows] == ["k0", "k1", "k2", "k3", 'q"uote\\d é', None, None]
+    assert [row["subscriber_id"] for row in rows] == [known["id"], known["id"], other["id"], known["id"], None,
+                                                      other["id"], known["id"]]
 
 
 async def test_one_delete_of_several_subscribers_keeps_their_bounces_without_them(make_recorder, db):

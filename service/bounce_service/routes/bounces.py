@@ -186,10 +186,10 @@ async def import_bounces(request: Request) -> Response:
     """NDJSON of native webhook bodies, one per line, recorded exactly as if each had been posted.
 
     They go through the one recorder (its COPY path): same event keys (an event already received by
-    webhook is a duplicate), same subscriber matching, thresholds fire. Lines are validated as they are
-    staged, and the whole file is one transaction: a bad line rolls it all back, so it is recorded
-    entirely or not at all, and posting it again after an error is always safe (lines with an
-    `event_id` are never recorded twice).
+    webhook is a duplicate), same subscriber matching, thresholds fire. Every line is validated before
+    anything is written, and the whole file is one transaction: it is recorded entirely or not at all,
+    and posting it again after an error is always safe (lines with an `event_id` are never recorded
+    twice).
     """
     body = await request.body()
     with paused_gc():
