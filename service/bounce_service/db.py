@@ -52,10 +52,11 @@ async def _check_connection(conn: psycopg.AsyncConnection) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-# Bulk imports stage their rows in temporary tables, which live in a session's own buffers. PostgreSQL's
-# default (8 MB) is smaller than a 100,000-line import's staging tables: the staged pages were written out
-# to temporary files and read back, a sixth of the import's time. The buffers are taken only as a session
-# fills them, and the setting can only change before a session's first temporary table: hence here.
+# The subscriber import stages its rows in temporary tables, which live in a session's own buffers.
+# PostgreSQL's default (8 MB) is smaller than a 100,000-line import's staging tables: the staged pages
+# were written out to temporary files and read back, a sixth of the import's time. The buffers are taken
+# only as a session fills them, and the setting can only change before a session's first temporary
+# table: hence here.
 TEMP_BUFFERS = "64MB"
 
 

@@ -149,7 +149,7 @@ async def test_forged_unsigned_and_replayed_requests_are_401(sendgrid, signer, d
     attempts = [
         {},  # the unsigned Event Webhook (listmonk #725)
         other.headers(content),  # someone else's key
-        {**signer.headers(content), "X-Twilio-Email-Event-Webhook-Timestamp": str(now + 1)},  # signature of another time
+        {**signer.headers(content, timestamp=now), "X-Twilio-Email-Event-Webhook-Timestamp": str(now + 1)},  # signed at another time
         {**signer.headers(content), "X-Twilio-Email-Event-Webhook-Signature": "bm90IGEgc2lnbmF0dXJl"},
         {**signer.headers(content), "X-Twilio-Email-Event-Webhook-Signature": "%%%"},
         signer.headers(content, timestamp=now - 3600),  # replayed an hour later (maxAge 10m)
