@@ -84,10 +84,14 @@ def wait_ready(url: str, process: subprocess.Popen, path: str = "/readyz", deadl
 
 
 @contextmanager
-def service(db_url: str, config: Path, secrets: Path, log: Path | None = None) -> Iterator[str]:
-    """`bounce-service serve`, ready; what it prints goes to `log` if given (a file, never a pipe nobody reads)."""
+def service(db_url: str, config: Path, secrets: Path, log: Path | None = None, checkout: Path | None = None) -> Iterator[str]:
+    """`bounce-service serve`, ready; what it prints goes to `log` if given (a file, never a pipe nobody reads).
+
+    `checkout`: run that checkout's code (a git worktree of another commit) instead of this one's."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url}
+    if checkout is not None:
+        env["PYTHONPATH"] = f"{checkout / 'service'}{os.pathsep}{checkout}"
     output = log.open("w") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "bounce_service", "serve", "--config", str(config), "--secrets-dir", str(secrets),
