@@ -318,8 +318,8 @@ async def test_bounce_import_matches_subscribers_and_fires_thresholds(client, db
 
 
 async def test_bounce_import_is_all_or_nothing_with_line_numbers(client, db):
-    """Lines are streamed into the staging COPY as they are parsed: thousands are in PostgreSQL already
-    when the bad one is read. Nothing is recorded, or counted, and the next import is served."""
+    """The subscribers are locked while the lines are read: thousands are locked when the bad one is
+    found. Nothing is recorded, or counted, and the next import is served."""
     db.execute("INSERT INTO subscribers (email) VALUES ('a@example.com')")
     lines = [bounce("a@example.com", "hard", event_id="first", source="streamed"),
              *(bounce(f"{n}@example.com", meta={"n": n}, source="streamed") for n in range(3000))]
@@ -333,6 +333,21 @@ async def test_bounce_import_is_all_or_nothing_with_line_numbers(client, db):
     response = await import_bounces(client, ndjson(*lines))
     assert response.json() == {"data": {"imported": 3001, "recorded": 3001, "duplicates": 0}}
     assert db.execute("SELECT status::text AS s FROM subscribers").fetchone()["s"] == "blocklisted"
+
+
+@pytest.mark.parametrize("second, third, error", [
+    (bounce("a@example.com", "bouncy"), b"not json", "line 2: Invalid fields: type"),
+    (b"not json", bounce("a@example.com", "bouncy"), "line 2: Invalid data: "),
+    (bounce("not an address"), bounce("a@example.com", "bouncy"), "line 2: Invalid email."),
+    (bounce("a@example.com", "bouncy"), bounce("not an address"), "line 2: Invalid fields: type"),
+])
+async def test_a_bounce_import_names_its_first_bad_line_whatever_is_wrong_with_it(client, db, second, third, error):
+    """Each line's JSON and address are read first (to lock the subscribers), the rest after: an error
+    of either kind is still reported for the first line that has one."""
+    lines = [orjson.dumps(line) if isinstance(line, dict) else line for line in (bounce("a@example.com"), second, third)]
+    response = await import_bounces(client, b"\n".join(lines))
+    assert response.status_code == 400 and response.json()["message"].startswith(error), response.text
+    assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 0
 
 
 async def test_bounce_import_needs_bounces_manage(client, db):

@@ -14,7 +14,7 @@ from bounce_service import queries
 from bounce_service.config import ActionRule
 from bounce_service.db import Database
 from bounce_service.events import BounceEvent
-from bounce_service.recorder import Outcome, Recorder
+from bounce_service.recorder import Named, Outcome, Recorder
 from tests.conftest import blocked_on_a_lock
 
 
@@ -237,11 +237,21 @@ async def test_a_bulk_import_stores_the_rows_that_record_stores(make_recorder, d
         return result.outcomes, rows
 
     outcomes, rows = await stored_by(recorder.record)
-    assert await stored_by(recorder.record_bulk) == (outcomes, rows)
+    assert await stored_by(lambda events: recorder.record_bulk(events, Named.by(events))) == (outcomes, rows)
     assert outcomes.count(Outcome.DUPLICATE) == 2 and len(rows) == 7
     assert [row["event_key"] for row in rows] == ["k0", "k1", "k2", "k3", 'q"uote\\d é', None, None]
     assert [row["subscriber_id"] for row in rows] == [known["id"], known["id"], other["id"], known["id"], None,
                                                       other["id"], known["id"]]
+
+
+async def test_a_bulk_import_whose_events_name_subscribers_it_did_not_lock_is_refused(make_recorder, db):
+    """record_bulk locks the subscribers `named` names; events that name others would be matched unlocked."""
+    recorder = await make_recorder()
+    add_subscriber(db, "unlocked@example.com")
+    events = [hard("unlocked@example.com")]
+    with pytest.raises(RuntimeError, match="did not lock"):
+        await recorder.record_bulk(events, Named.by([hard("other@example.com")]))
+    assert count(db) == 0 and subscriber(db, 1) == {"status": "enabled"}
 
 
 async def test_one_delete_of_several_subscribers_keeps_their_bounces_without_them(make_recorder, db):

@@ -14,10 +14,11 @@ from ..addresses import fold_address
 from ..auth import requires
 from ..errors import ApiError
 from ..events import BOUNCE_TYPES
-from ..http import int_param, ok, path_id, timestamp
-from ..recorder import Outcome
+from ..http import int_param, ok, parse_json, path_id, timestamp
+from ..recorder import Named, Outcome
 from .native import _event as native_event
-from .ndjson import parse_lines, paused_gc
+from .native import recipient
+from .ndjson import at_line, numbered_lines, paused_gc
 
 MAX_PER_PAGE = 1000
 # Totals are exact up to here. Beyond, counting every match (a million rows: ~40 ms and growing with the
@@ -187,13 +188,37 @@ async def import_bounces(request: Request) -> Response:
 
     They go through the one recorder (its COPY path): same event keys (an event already received by
     webhook is a duplicate), same subscriber matching, thresholds fire. Every line is validated before
-    anything is written, and the whole file is one transaction: it is recorded entirely or not at all,
-    and posting it again after an error is always safe (lines with an `event_id` are never recorded
-    twice).
+    any bounce is written (the subscribers the file names are locked meanwhile, _recipients), and the
+    whole file is one transaction: it is recorded entirely or not at all, and posting it again after an
+    error is always safe (lines with an `event_id` are never recorded twice).
     """
     body = await request.body()
     with paused_gc():
-        events = (event for _, event in parse_lines(body, native_event, "bounces"))
-        result = await request.app.state.bulk_recorder.record_bulk(events)
+        lines, named = _recipients(body)
+        events = (at_line(number, native_event, line) for number, line in lines)
+        result = await request.app.state.bulk_recorder.record_bulk(events, named)
     imported, recorded = len(result.outcomes), result.outcomes.count(Outcome.RECORDED)
     return ok({"imported": imported, "recorded": recorded, "duplicates": imported - recorded})
+
+
+def _recipients(body: bytes) -> tuple[list[tuple[int, bytes]], Named]:
+    """Each line's address and subscriber UUID, for the recorder to lock while it reads the lines in full.
+
+    Read up to the first line whose JSON or recipient is bad, and no further: reading in full stops there
+    at the latest, and reports the first bad line, whatever is wrong with it. So a body of many bad lines
+    is never held in memory as parsed objects.
+    """
+    lines: list[tuple[int, bytes]] = []
+    emails: set[str] = set()
+    uuids: set[str] = set()
+    for number, line in numbered_lines(body, "bounces"):
+        lines.append((number, line))
+        try:
+            email, subscriber_uuid = recipient(parse_json(line))
+        except ApiError:
+            break
+        if email:
+            emails.add(email)
+        if subscriber_uuid:
+            uuids.add(subscriber_uuid.lower())
+    return lines, Named(emails=frozenset(emails), uuids=frozenset(uuids))

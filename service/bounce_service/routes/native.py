@@ -26,7 +26,9 @@ MAX_SOURCE = 200
 MAX_EVENT_ID = 256
 
 
-def _event(body: Any) -> BounceEvent:
+def recipient(body: Any) -> tuple[str, str | None]:
+    """The address and subscriber UUID of a bounce body, validated: the first part of `_event`, on its own
+    so that a bulk import can lock the subscribers it names while it reads the rest of each line."""
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid data: expected a JSON object")
 
@@ -43,6 +45,11 @@ def _event(body: Any) -> BounceEvent:
         raise ApiError(400, "Invalid fields: subscriber_uuid")
     if not email and not subscriber_uuid:
         raise ApiError(400, "Invalid fields: email / subscriber_uuid")
+    return email, subscriber_uuid
+
+
+def _event(body: Any) -> BounceEvent:
+    email, subscriber_uuid = recipient(body)
 
     if body.get("type") not in BOUNCE_TYPES:
         raise ApiError(400, "Invalid fields: type")

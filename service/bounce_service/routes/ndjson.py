@@ -19,18 +19,27 @@ def parse_lines(body: bytes, parse: Callable[[Any], T], what: str) -> Iterator[t
     name the line (`line N: ...`), as validation errors do. A caller that writes as it reads does so in
     a transaction, which the error rolls back: all lines are imported or none.
     """
+    for number, line in numbered_lines(body, what):
+        yield number, at_line(number, parse, line)
+
+
+def numbered_lines(body: bytes, what: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of each non-blank line; a body without one is refused once it is read."""
     empty = True
     for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = parse(parse_json(line))
-        except ApiError as exc:
-            raise ApiError(exc.status, f"line {number}: {exc.message}") from None
-        empty = False
-        yield number, item
+        if line.strip():
+            empty = False
+            yield number, line
     if empty:
         raise ApiError(400, f"Invalid data: no {what} in body")
+
+
+def at_line(number: int, parse: Callable[[Any], T], line: bytes) -> T:
+    """parse() of a line's JSON value, an error naming the line."""
+    try:
+        return parse(parse_json(line))
+    except ApiError as exc:
+        raise ApiError(exc.status, f"line {number}: {exc.message}") from None
 
 
 @contextmanager
