@@ -55,10 +55,15 @@ class Named:
     uuids: frozenset[str]
 
     @classmethod
+    def of(cls, recipients: Iterable[tuple[str, str | None]]) -> "Named":
+        """From (address, subscriber UUID) pairs, either one empty."""
+        recipients = list(recipients)
+        return cls(emails=frozenset(email for email, _ in recipients if email),
+                   uuids=frozenset(uuid.lower() for _, uuid in recipients if uuid))
+
+    @classmethod
     def by(cls, events: Iterable[BounceEvent]) -> "Named":
-        events = list(events)
-        return cls(emails=frozenset(event.email for event in events if event.email),
-                   uuids=frozenset(event.subscriber_uuid.lower() for event in events if event.subscriber_uuid))
+        return cls.of((event.email, event.subscriber_uuid) for event in events)
 
     def cover(self, events: Sequence[BounceEvent]) -> bool:
         named = Named.by(events)

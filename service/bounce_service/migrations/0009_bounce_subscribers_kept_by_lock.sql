@@ -2,7 +2,7 @@
 --
 -- The key's check on insert repeated a guarantee the recorder already holds. The recorder writes every
 -- bounce, and its store statement locks (FOR UPDATE) each subscriber a batch names before inserting a row
--- that names it (queries._RECORD_FROM): a subscriber cannot be deleted between the lookup and the commit.
+-- that names it (queries.RECORD_BOUNCES): a subscriber cannot be deleted between the lookup and the commit.
 -- The check then ran one more query per bounce to take a weaker lock on the same row, the dearest single
 -- part of recording: a 20,000-line import over HTTP went from 13,679 to 16,382 rows/s without it (median
 -- of 7 rounds, alternating), and each webhook event saves its ~12 µs.

@@ -16,8 +16,7 @@ from ..errors import ApiError
 from ..events import BOUNCE_TYPES
 from ..http import int_param, ok, parse_json, path_id, timestamp
 from ..recorder import Named, Outcome
-from .native import _event as native_event
-from .native import recipient
+from .native import _event as native_event, recipient
 from .ndjson import at_line, numbered_lines, paused_gc
 
 MAX_PER_PAGE = 1000
@@ -209,16 +208,11 @@ def _recipients(body: bytes) -> tuple[list[tuple[int, bytes]], Named]:
     is never held in memory as parsed objects.
     """
     lines: list[tuple[int, bytes]] = []
-    emails: set[str] = set()
-    uuids: set[str] = set()
+    recipients: list[tuple[str, str | None]] = []
     for number, line in numbered_lines(body, "bounces"):
         lines.append((number, line))
         try:
-            email, subscriber_uuid = recipient(parse_json(line))
+            recipients.append(recipient(parse_json(line)))
         except ApiError:
             break
-        if email:
-            emails.add(email)
-        if subscriber_uuid:
-            uuids.add(subscriber_uuid.lower())
-    return lines, Named(emails=frozenset(emails), uuids=frozenset(uuids))
+    return lines, Named.of(recipients)
