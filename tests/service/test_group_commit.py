@@ -33,6 +33,25 @@ async def test_concurrent_requests_share_transactions_and_all_are_stored(client,
     assert groups - before_groups < 200  # some transactions carried several requests
 
 
+def group_sizes(metrics_text: str) -> dict[str, float]:
+    """Cumulative bucket counts of the group-size histogram, by upper bound."""
+    return {bound: float(value) for bound, value in
+            re.findall(r'^bounce_commit_group_requests_bucket\{le="([^"]+)"\} (\S+)$', metrics_text, re.M)}
+
+
+async def test_a_shared_transaction_takes_at_most_max_events(make_client, db):
+    # The wait would gather all 16 requests into one transaction; maxEvents cuts them into fours.
+    client = await make_client(service={"groupCommit": {"maxEvents": 4, "maxWait": "500ms", "flushers": 1}})
+    before = group_sizes((await client.get("/metrics")).text)
+    responses = await asyncio.gather(*(post(client, f"m{i}@example.com") for i in range(16)))
+    assert all(r.status_code == 200 for r in responses)
+    after = group_sizes((await client.get("/metrics")).text)
+    groups = after["+Inf"] - before["+Inf"]
+    assert after["4.0"] - before["4.0"] == groups  # none above 4 requests
+    assert groups >= 4
+    assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 16
+
+
 # A refused value fails its request with a 500; a deadlock (which ordered locking avoids, but a trigger or a
 # concurrent client of the database could cause) with a 503 to retry. Neither says anything of the others.
 @pytest.mark.parametrize(("errcode", "status", "error"), [("P0001", 500, "RaiseException"), ("40P01", 503, "DeadlockDetected")])
