@@ -167,8 +167,8 @@ class Reconciler:
         if "url" not in spec.get("database", {}):
             problems.append(Problem("InvalidSpec", "spec.database.url: is required in a cluster "
                                                    "(the pods have no DATABASE_URL)"))
-        wants_monitoring = spec["service"]["metrics"]["serviceMonitor"] or spec["service"]["metrics"]["prometheusRule"]
-        monitoring = await self._kube.served_kinds(MONITORING_API) if wants_monitoring else frozenset()
+        # Discovered even when the spec wants neither: switching both off must still prune the ones it made.
+        monitoring = await self._kube.served_kinds(MONITORING_API)
         desired = render_children(owner, spec, secrets, monitoring, config)
         key = (owner.namespace, owner.name)
         before = self._wanted.get(key)

@@ -48,7 +48,9 @@ def service_refs(spec: Mapping[str, Any]) -> Refs:
 
 def scanner_refs(spec: Mapping[str, Any], index: int) -> Refs:
     mailbox = spec["mailboxes"][index]
-    own = _ref(mailbox.get("password"), f"spec.mailboxes[{index}].password")
+    # With auth none the scanner never reads a password: a leftover reference must not block the mailbox.
+    password = mailbox.get("password") if mailbox["auth"] == "userpass" else None
+    own = _ref(password, f"spec.mailboxes[{index}].password")
     return _collect(iter([*service_refs(spec).items(), *own]))
 
 

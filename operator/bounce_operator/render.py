@@ -256,10 +256,10 @@ def render_ingress(owner: Owner, spec: Mapping[str, Any]) -> dict[str, Any]:
         "rules": [{
             "host": ingress["host"],
             "http": {"paths": [{
-                "path": "/",
+                "path": prefix,
                 "pathType": "Prefix",
                 "backend": {"service": {"name": owner.name, "port": {"name": "http"}}},
-            }]},
+            } for prefix in ingress["paths"]]},
         }],
     }
     if ingress.get("className"):

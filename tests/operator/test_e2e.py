@@ -144,6 +144,20 @@ async def test_spec_changes_reach_the_children(api: Api, operator: Operator, nam
     await wait_event(api, namespace, "Normal", "Deleted", "CronJob mail-returns", "Ingress mail")
 
 
+async def test_switching_both_metrics_children_off_deletes_them(api: Api, operator: Operator, namespace: str) -> None:
+    # What docs/helm.md asks of a BounceConfig once the chart's own monitoring is on.
+    await ready_config(api, namespace)
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert await child(api, "monitoring.coreos.com/v1", kind, namespace, "mail") is not None
+
+    await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail", {"spec": {
+        "service": {"metrics": {"serviceMonitor": False, "prometheusRule": False}}}})
+    await wait_ready(api, namespace, "mail", generation=2)
+    await wait_event(api, namespace, "Normal", "Deleted", "ServiceMonitor mail", "PrometheusRule mail")
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert await child(api, "monitoring.coreos.com/v1", kind, namespace, "mail") is None
+
+
 async def test_fields_taken_out_of_the_spec_leave_the_children(api: Api, operator: Operator, namespace: str) -> None:
     await create_secrets(api, namespace)
     ingress = {"enabled": True, "host": "bounces.example.com", "className": "nginx", "tlsSecretName": "bounces-tls",

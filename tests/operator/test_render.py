@@ -186,6 +186,16 @@ def test_secret_refs_skip_disabled_providers() -> None:
                                                             SecretKey("bounce-mailboxes", "imap")}
 
 
+def test_a_mailbox_without_auth_needs_no_password_secret() -> None:
+    spec = full_spec()
+    spec["mailboxes"][1]["auth"] = "none"  # its password reference left behind
+    assert SecretKey("bounce-mailboxes", "imap") not in scanner_refs(spec, 1)
+    assert SecretKey("bounce-mailboxes", "imap") not in all_refs(spec)
+    cronjob = next(child for child in render_children(OWNER, spec, {key: "v1" for key in all_refs(spec)}, frozenset())
+                   if child["kind"] == "CronJob" and child["metadata"]["name"].endswith(spec["mailboxes"][1]["name"]))
+    assert "bounce-mailboxes/imap" not in mounted_secrets(cronjob)
+
+
 @pytest.mark.parametrize(("written", "stored"), [
     ("0.5", "500m"), ("1000m", "1"), (2, "2"), ("2.5", "2500m"), ("250m", "250m"), ("1000", "1k"), ("1e3", "1e3"),
     ("1.5Gi", "1536Mi"), ("1024Ki", "1Mi"), ("0.5Ki", "512"), ("0.1Gi", "107374182400m"), ("128974848", "128974848"),
@@ -274,8 +284,17 @@ def test_ingress_routes_the_host_to_the_service_with_tls() -> None:
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"hosts": ["bounces.example.com"], "secretName": "bounces-example-com-tls"}]
     assert ingress["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"}
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]
-    assert backend == {"service": {"name": "newsletters", "port": {"name": "http"}}}
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    # The providers' and the API's paths only: /metrics answers anyone, so it stays inside the cluster.
+    assert [(path["path"], path["pathType"]) for path in paths] == [("/webhooks", "Prefix"), ("/api", "Prefix")]
+    assert all(path["backend"] == {"service": {"name": "newsletters", "port": {"name": "http"}}} for path in paths)
+
+
+def test_ingress_paths_can_be_chosen() -> None:
+    spec = full_spec()
+    spec["service"]["ingress"]["paths"] = ["/webhooks/service"]
+    (ingress,) = by_kind(render_children(OWNER, spec, {}, frozenset()))["Ingress"]
+    assert [path["path"] for path in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/webhooks/service"]
 
 
 def test_monitoring_follows_the_spec_switches() -> None:
