@@ -32,7 +32,7 @@ from .render import (
     service_url,
 )
 from .schedule import cron_schedule
-from .status import Problem, build_status, deployment_progress, scan_times
+from .status import Problem, build_status, deployment_progress, rollout_failure, scan_times
 
 ChildKey = tuple[str, str]  # (kind, name); a BounceConfig's children all live in its namespace
 OwnerKey = tuple[str, str]  # (namespace, name)
@@ -60,6 +60,11 @@ def controlled_by(body: Mapping[str, Any], owner: Owner) -> bool:
     return ref is not None and ref.get("name") == owner.name and (not owner.uid or ref.get("uid") == owner.uid)
 
 
+def _rollout_state(deployment: Mapping[str, Any] | None) -> tuple[bool, bool]:
+    """(available, failed): what of a Deployment's rollout the status shows."""
+    return deployment_progress(deployment)[0], rollout_failure(deployment) is not None
+
+
 def _spec_problem(violations: list) -> Problem:
     # The CRD's CEL rules refuse such specs, but only on clusters that run them; say which rule broke.
     on_schedule = all(v.path.endswith(".scanInterval") for v in violations)
@@ -74,7 +79,7 @@ class Reconciler:
         self._locks: defaultdict[OwnerKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: set[OwnerKey] = set()
         self._wanted: dict[OwnerKey, dict[ChildKey, Mapping[str, Any]]] = {}
-        self._available: dict[OwnerKey, bool] = {}
+        self._available: dict[OwnerKey, tuple[bool, bool]] = {}  # _rollout_state of its Deployment
         self._scans: dict[OwnerKey, dict[str, dict[str, Any]]] = {}  # CronJob name → its scan_times
         self._pruned: set[OwnerKey] = set()  # stale children deleted, and nothing became unwanted since
         self._specs: dict[OwnerKey, tuple[tuple[Any, Any], tuple[dict[str, Any], list, str]]] = {}
@@ -142,8 +147,8 @@ class Reconciler:
             return owner
         if not is_subset(desired, child):
             return owner
-        if child.get("kind") == "Deployment" and deployment_progress(child)[0] != self._available.get(owner):
-            return owner  # a rollout finished or broke: Ready changes
+        if child.get("kind") == "Deployment" and _rollout_state(child) != self._available.get(owner):
+            return owner  # a rollout finished or failed: Ready changes
         if child.get("kind") == "CronJob" and \
                 scan_times(child) != self._scans.get(owner, {}).get(child["metadata"]["name"], {}):
             return owner  # a scan started or succeeded: status.mailboxes changes
@@ -211,7 +216,9 @@ class Reconciler:
                 failed = True
 
         available, progress = deployment_progress(deployment)
-        self._available[key] = available
+        if (failure := rollout_failure(deployment)) is not None:
+            problems.append(failure)
+        self._available[key] = _rollout_state(deployment)
         self._scans[key] = {cronjob_name(owner, name): times for name, times in scans.items()}
         for reason, labels in actions.items():
             kopf.event(dict(body), type="Normal", reason=reason, message=", ".join(labels))

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 @dataclass(frozen=True)
 class Problem:
-    reason: str  # SecretMissing | InvalidSpec | InvalidSchedule | NameConflict | ApplyFailed
+    reason: str  # SecretMissing | InvalidSpec | InvalidSchedule | NameConflict | ApplyFailed | RolloutFailed
     message: str
 
 
@@ -85,3 +85,18 @@ def deployment_progress(deployment: Mapping[str, Any] | None) -> tuple[bool, str
     if updated < wanted or available < wanted:
         return False, f"{min(updated, available)}/{wanted} replicas updated and available"
     return True, f"{wanted}/{wanted} replicas available"
+
+
+def rollout_failure(deployment: Mapping[str, Any] | None) -> Problem | None:
+    """The Deployment controller's verdict that the rollout will not finish by itself (its
+    progressDeadlineSeconds passed: an image that cannot be pulled, pods that crash, a quota), in its words."""
+    if deployment is None:
+        return None
+    status = deployment.get("status", {})
+    if status.get("observedGeneration", 0) < deployment.get("metadata", {}).get("generation", 0):
+        return None  # a verdict on an older spec
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("status") == "False":
+            detail = condition.get("message") or condition.get("reason") or "no progress"
+            return Problem("RolloutFailed", f"Deployment {deployment['metadata']['name']}: {detail}")
+    return None

@@ -109,6 +109,33 @@ async def test_ready_follows_the_rollout(api: Api, cluster: Cluster, operator: O
     assert (ready["reason"], ready["message"]) == ("Available", "2/2 replicas available")
 
 
+async def test_a_failed_rollout_is_reported_until_it_recovers(api: Api, cluster: Cluster, operator: Operator,
+                                                             namespace: str) -> None:
+    cluster.complete_rollouts = False
+    try:
+        await create_secrets(api, namespace)
+        await api.create(bounceconfig("mail", namespace))
+        await eventually(lambda: child(api, "apps/v1", "Deployment", namespace, "mail"), what="the Deployment")
+        # What the Deployment controller writes once progressDeadlineSeconds passes (a bad image, say).
+        await api.patch("apps/v1", "Deployment", namespace, "mail", {"status": {
+            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 0, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": 'ReplicaSet "mail-5d8c" has timed out progressing.'}]}}, subresource="status")
+        async def failed() -> dict[str, Any]:
+            degraded = condition(await api.bounceconfig(namespace, "mail"), "Degraded")
+            return degraded if degraded.get("status") == "True" else {}
+
+        degraded = await eventually(failed, what="Degraded True once the rollout failed")
+        assert degraded["reason"] == "RolloutFailed"
+        assert degraded["message"] == 'Deployment mail: ReplicaSet "mail-5d8c" has timed out progressing.'
+        assert condition(await api.bounceconfig(namespace, "mail"), "Ready")["reason"] == "RolloutFailed"
+        await wait_event(api, namespace, "Warning", "RolloutFailed", "has timed out progressing")
+    finally:
+        await cluster.finish_rollouts()
+    body = await wait_ready(api, namespace, "mail")
+    assert condition(body, "Degraded")["status"] == "False"
+
+
 async def test_spec_changes_reach_the_children(api: Api, operator: Operator, namespace: str) -> None:
     await ready_config(api, namespace)
     before = await child(api, "apps/v1", "Deployment", namespace, "mail")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from bounce_operator.status import Problem, build_status, deployment_progress, scan_times
+from bounce_operator.status import Problem, build_status, deployment_progress, rollout_failure, scan_times
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
@@ -70,3 +70,17 @@ def test_deployment_progress() -> None:
     assert deployment_progress(deployment(2, 2, 3, 3, 1)) == (False, "1/3 replicas updated and available")
     assert deployment_progress(deployment(2, 2, 3, 3, 3)) == (True, "3/3 replicas available")
     assert deployment_progress(deployment(1, 1, 0, 0, 0)) == (True, "0/0 replicas available")
+
+
+def test_a_rollout_past_its_deadline_is_a_problem() -> None:
+    def deployment(generation: int, observed: int, *conditions: dict) -> dict:
+        return {"metadata": {"name": "mail", "generation": generation},
+                "status": {"observedGeneration": observed, "conditions": list(conditions)}}
+
+    stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": 'ReplicaSet "mail-7d9f" has timed out progressing.'}
+    assert rollout_failure(deployment(3, 3, {"type": "Available", "status": "False"}, stuck)) == \
+        Problem("RolloutFailed", 'Deployment mail: ReplicaSet "mail-7d9f" has timed out progressing.')
+    assert rollout_failure(deployment(4, 3, stuck)) is None  # the controller has not judged the new spec yet
+    assert rollout_failure(deployment(3, 3, {**stuck, "status": "True", "reason": "NewReplicaSetAvailable"})) is None
+    assert rollout_failure(None) is None
