@@ -57,6 +57,10 @@ async def test_a_permanent_failure_is_recorded_with_campaign_time_and_meta(mailg
     ({"reason": "suppress-bounce", "delivery-status": {"code": 605}}, "hard"),
     ({"reason": "suppress-complaint"}, "complaint"),
     ({"reason": "bounce", "delivery-status": {"code": 550, "enhanced-code": "5.7.1", "message": "rejected by policy"}}, "soft"),
+    # The policy class only in the reply's text, as when Mailgun leaves enhanced-code empty.
+    ({"reason": "bounce", "delivery-status": {"code": 550, "enhanced-code": "",
+                                              "message": "550 5.7.1 Message rejected due to content policy"}}, "soft"),
+    ({"reason": "bounce", "delivery-status": {"code": 550, "enhanced-code": "", "message": "550 5.1.1 no such user"}}, "hard"),
     ({"reason": "generic", "delivery-status": {"bounce-code": "5.1.1"}}, "hard"),
     ({"reason": "generic", "delivery-status": {"bounce-code": "5.2.2"}}, "soft"),
     ({"reason": "old", "severity": "temporary"}, "soft"),

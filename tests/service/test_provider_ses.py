@@ -145,7 +145,7 @@ def bounce(bounce_type: str = "Permanent", sub_type: str = "General", recipients
         "bounce": {"bounceType": bounce_type, "bounceSubType": sub_type,
                    "bouncedRecipients": recipients or [{"emailAddress": "recipient@example.com", "action": "failed",
                                                         "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
-                   "timestamp": "2017-08-05T00:41:02.669Z", "feedbackId": "01000157c44f053b-61b59c11-000000",
+                   "timestamp": "2017-08-05T00:41:02.669Z", "feedbackId": f"01000157c44f053b-{uuid.uuid4()}-000000",
                    "reportingMTA": "dsn; mta.example.com"},
         "mail": {"timestamp": "2017-08-05T00:40:02.012Z", "source": "sender@example.com",
                  "messageId": "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000",
@@ -203,7 +203,8 @@ async def test_a_bounce_is_recorded_per_recipient_with_campaign_time_and_meta(se
     assert set(found) == {"recipient@example.com", "second@example.com"}
     assert (first["type"], first["source"], first["campaign"]) == ("hard", "ses", CAMPAIGN)
     assert first["created_at"].isoformat() == "2017-08-05T00:41:02.669000+00:00"  # the bounce, not the send
-    assert first["event_key"] == f"ses:{notification['MessageId']}:recipient@example.com"
+    feedback_id = orjson.loads(notification["Message"])["bounce"]["feedbackId"]
+    assert first["event_key"] == f"ses:{feedback_id}:recipient@example.com"
     assert first["meta"]["bounceSubType"] == "General" and first["meta"]["status"] == "5.1.1"
     assert first["meta"]["topic_arn"] == TOPIC and first["meta"]["diagnosticCode"] == "smtp; 550 5.1.1 user unknown"
     assert subscriber_status(db, sub) == "blocklisted"
@@ -249,10 +250,28 @@ async def test_redelivery_is_recorded_once_and_the_certificate_fetched_once(ses,
     fetched_before = sns_server.requests.count(CERT_PATH)
     message = sign(sns_server.signing_key, envelope(bounce()), sns_server.cert_url)
     row = await redelivered_once(db, lambda: deliver(ses, message), "recipient@example.com")
-    assert row["event_key"] == f"ses:{message['MessageId']}:recipient@example.com"
+    assert row["event_key"].startswith("ses:01000157c44f053b-")
     other = sign(sns_server.signing_key, envelope(bounce(recipients=[{"emailAddress": "b@example.com"}])), sns_server.cert_url)
     assert (await deliver(ses, other)).status_code == 200
     assert sns_server.requests.count(CERT_PATH) - fetched_before == 1
+
+
+async def test_one_report_in_two_sns_messages_is_recorded_once(ses, sns_server, db):
+    # An identity's notifications and a configuration set's event destination both publish the same bounce.
+    report = bounce()
+    identity = {**report, "notificationType": report.pop("eventType")}
+    for ses_message in (identity, report):
+        assert (await deliver(ses, sign(sns_server.signing_key, envelope(ses_message), sns_server.cert_url))).status_code == 200
+    (row,) = rows(db)
+    assert row["event_key"] == f"ses:{report['bounce']['feedbackId']}:recipient@example.com"
+
+
+async def test_a_report_without_a_feedback_id_is_keyed_by_its_sns_message(ses, sns_server, db):
+    report = bounce()
+    del report["bounce"]["feedbackId"]
+    message = sign(sns_server.signing_key, envelope(report), sns_server.cert_url)
+    row = await redelivered_once(db, lambda: deliver(ses, message), "recipient@example.com")
+    assert row["event_key"] == f"ses:{message['MessageId']}:recipient@example.com"
 
 
 async def test_a_subscription_is_confirmed_after_verification(ses, sns_server, db):
@@ -305,6 +324,7 @@ async def test_forged_tampered_and_replayed_notifications_are_401(ses, sns_serve
         {**good, "Message": good["Message"].replace("recipient@", "victim@")},
         {**good, "SignatureVersion": "3"},
         {**good, "Signature": "not base64!"},
+        {**good, "Signature": "\u00e9" + good["Signature"][1:]},  # not ASCII: no base64 at all
         {key: value for key, value in good.items() if key != "Signature"},
         sign(sns_server.signing_key, envelope(bounce(), Timestamp=now_iso(-3 * 3600)), sns_server.cert_url),
         sign(sns_server.signing_key, envelope(bounce()), sns_server.base + "/SimpleNotificationService-missing.pem"),

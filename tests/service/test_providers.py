@@ -53,6 +53,7 @@ async def test_basic_auth_providers_fail_closed(make_client, secrets, db, provid
         basic("other", "s3cret-pw"),
         basic("hook", ""),
         {"Authorization": "Basic !!!"},
+        {"Authorization": "Basic \u00e9t\u00e9".encode("latin-1")},  # not ASCII, so not base64
         {"Authorization": "Bearer s3cret-pw"},
         {"Authorization": "Basic " + base64.b64encode(b"hook").decode()},
         {"Authorization": "Basic " + base64.b64encode("hook:s3cret-pw\u00e9".encode()).decode()},
@@ -82,9 +83,11 @@ def test_an_empty_secret_stops_the_start(make_config, secrets):
     assert caught.value.problems == ["spec.webhooks.mailgun.secret: a non-empty secret is required"]
 
 
-def test_a_bad_resend_secret_stops_the_start(make_config, secrets):
+# An empty or short key would accept signatures anyone can make.
+@pytest.mark.parametrize("secret", ["whsec_not*base64", "whsec_", "whsec_AA==", "whsec_" + "A" * 20])
+def test_a_bad_resend_secret_stops_the_start(make_config, secrets, secret):
     (secrets.directory / "resend").mkdir()
-    (secrets.directory / "resend" / "secret").write_text("whsec_not*base64")
+    (secrets.directory / "resend" / "secret").write_text(secret)
     config = make_config(webhooks={"resend": {"enabled": True, "secret": {"secretRef": {"name": "resend", "key": "secret"}}}})
     with pytest.raises(ConfigError, match=r"spec\.webhooks\.resend\.secret: not a Svix signing secret"):
         create_app(config)
@@ -126,6 +129,7 @@ GARBAGE = [
     ({"x-amz-sns-message-type": "Notification", "aeg-event-type": "SubscriptionValidation"},
      b'{"Type": "Notification", "signature": {"timestamp": "1e999", "token": "t", "signature": "00"}}'),
     (HOSTILE_HEADERS, b'{"signature": {"timestamp": "\\u00e9", "token": "\\u00e9", "signature": "\\u00e9"}}'),
+    ({}, b'{"signature": {"timestamp": "1700000000", "token": "t", "signature": 12345}}'),
 ]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import re
 import ssl
 import urllib.error
@@ -108,7 +107,7 @@ class SnsVerifier:
             raise refuse(self.provider, "unsupported SignatureVersion (1 or 2 expected)")
         try:
             signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
-        except binascii.Error:
+        except ValueError:  # not base64, a non-ASCII value included
             raise refuse(self.provider, "invalid signature") from None
         key = await self._public_key(url)
         try:

@@ -8,6 +8,7 @@ are unique only within a day, reference §1.5).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import orjson
@@ -17,6 +18,8 @@ from ._base import Handled, Inbound, Provider
 from ._tokens import TokenUse
 from ._verify import check_hex_hmac, check_window, refuse
 
+# An enhanced status of class 5.7 (security or policy), in the code field or in the reply's text.
+POLICY_CODE = re.compile(r"(?<![\d.])5\.7\.\d{1,3}(?![\d.])")
 META_FIELDS = ("event", "severity", "reason", "id", "delivery-status", "tags", "log-level")
 
 
@@ -41,7 +44,7 @@ def classify(event: Mapping[str, Any]) -> str | None:
         return None
     if reason == "bounce":
         # Mailgun's "permanent" also covers ESP policy rejections; those leave the address alive.
-        return "soft" if any(isinstance(c, str) and c.startswith("5.7.") for c in codes) else "hard"
+        return "soft" if any(isinstance(c, str) and POLICY_CODE.search(c) for c in codes) else "hard"
     return "hard" if f.dead_address(*codes) else "soft"  # generic / delayed bounce: trust only the code
 
 

@@ -23,6 +23,9 @@ def header(inbound: Inbound, name: str) -> str | None:
     return inbound.headers.get(f"svix-{name}") or inbound.headers.get(f"webhook-{name}")
 
 
+MIN_KEY_BYTES = 16
+
+
 class Resend(Provider):
     name = "resend"
 
@@ -31,7 +34,11 @@ class Resend(Provider):
         try:
             self.key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
         except binascii.Error:
-            raise ConfigError([f"spec.webhooks.{self.name}.secret: not a Svix signing secret (whsec_ followed by base64)"]) from None
+            self.key = b""
+        # Svix's keys are 24 bytes or more; "whsec_" alone would leave an empty key anyone can sign with.
+        if len(self.key) < MIN_KEY_BYTES:
+            raise ConfigError([f"spec.webhooks.{self.name}.secret: not a Svix signing secret "
+                               f"(whsec_ followed by the base64 of at least {MIN_KEY_BYTES} bytes)"])
         self.window = self.max_age()
 
     def verify(self, inbound: Inbound) -> str:

@@ -124,6 +124,10 @@ class Ses(Provider):
             return []  # Delivery, Send, DeliveryDelay (SES retries), Reject, Open, Click, ...
         if not isinstance(recipients, list) or not recipients:
             raise f.malformed(f"Message.{kind.lower()} lists no recipients")
+        # SES's own id of this bounce or complaint: one report can reach us in two SNS messages (an identity's
+        # notifications and a configuration set's event destination), each with its own MessageId.
+        feedback_id = report.get("feedbackId")
+        origin = feedback_id if isinstance(feedback_id, str) and feedback_id else envelope["MessageId"]
         events = []
         for index, item in enumerate(recipients):
             entry = f.obj(item, f"Message.{kind.lower()}.recipients[{index}]")
@@ -131,7 +135,7 @@ class Ses(Provider):
             events.append(self.event(
                 bounce_type(report, entry) if kind == "Bounce" else "complaint",
                 email,
-                key=[f"{envelope['MessageId']}:{email}"],
+                key=[f"{origin}:{email}"],
                 created_at=f.from_iso(report.get("timestamp"), f"Message.{kind.lower()}.timestamp"),
                 meta={**base, **f.pick(report, *fields), **f.pick(entry, *RECIPIENT_FIELDS)},
                 tracking=tracking,
