@@ -9,7 +9,9 @@ layouts instead of each MTA's exact wording keeps this working for MTAs we have 
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Collection
 
 # Bounded quantifiers keep the scan linear on hostile input (a long run of address characters).
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
@@ -65,6 +67,13 @@ _DISPLAY_NAME = re.compile(r"^[ \t]*[^\n@<>():]{1,80}[(<](" + ADDR + r")[)>][ \t
 _STRONG = (_LINE_START, _RCPT_TO, _REPLY_ADDR, _PHRASE, _LABELLED, _DISPLAY_NAME)
 
 MAX_PARAGRAPH_LINES = 10
+# What paragraph_for reads after a mention: its lines at RFC 5322's 998 characters at most.
+PARAGRAPH_SPAN = MAX_PARAGRAPH_LINES * 2 * 1000
+
+
+@functools.lru_cache(maxsize=4)
+def _lowered(report: str) -> str:
+    return report.lower()
 
 
 def split_original(text: str) -> tuple[str, str]:
@@ -110,18 +119,22 @@ def all_addresses(report: str) -> list[str]:
     return _unique(m.group(1).lower() for m in ADDRESS.finditer(report))
 
 
-def paragraph_for(report: str, address: str, others: list[str]) -> str:
-    """The lines describing ``address``: from its first mention up to the next recipient's."""
-    lower = report.lower()
+def paragraph_for(report: str, address: str, others: Collection[str]) -> str:
+    """The lines describing ``address``: from its first mention up to the next recipient's.
+
+    Called once per recipient of one report, so it reads only the stretch after the mention: a report
+    of thousands of recipients must not be read (or lower-cased) whole each time.
+    """
+    lower = _lowered(report)
     pos = lower.find(address)
     if pos < 0:
         return ""
     start = lower.rfind("\n", 0, pos) + 1
-    lines = report[start:].splitlines()
+    lines = report[start:start + PARAGRAPH_SPAN].splitlines()
     out = [lines[0]] if lines else []
     for line in lines[1 : MAX_PARAGRAPH_LINES * 2]:
         low = line.lower()
-        if any(o in low for o in others if o != address) and _LINE_START.match(line):
+        if _LINE_START.match(line) and any(o in low for o in others if o != address):
             break
         if line.strip():
             out.append(line.strip())

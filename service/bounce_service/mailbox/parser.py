@@ -117,14 +117,15 @@ def _dsn_blocks(sec: Sections) -> list[DsnRecipient]:
 
 def _from_dsn(blocks: list[DsnRecipient], report: str) -> list[_Found]:
     """Failed and delayed recipients; an all-success DSN yields []."""
-    failed = [b for b in blocks if not b.succeeded]
-    addresses = [b.address for b in failed]
+    first: dict[str, DsnRecipient] = {}  # each address's first block, at most MAX_RECIPIENTS of them
+    for b in blocks:
+        if not b.succeeded and b.address not in first and len(first) < MAX_RECIPIENTS:
+            first[b.address] = b
+    single = len(first) == 1
     out: dict[str, _Found] = {}
-    for b in failed:
-        if b.address in out:
-            continue
-        paragraph = paragraph_for(report, b.address, addresses)
-        texts = [b.diagnostic, paragraph] + ([report] if len(set(addresses)) == 1 else [])
+    for b in first.values():
+        paragraph = paragraph_for(report, b.address, first)
+        texts = [b.diagnostic, paragraph] + ([report] if single else [])
         kind = classify(b.status, texts, delayed=b.action == "delayed")
         status = b.status or find_status(b.diagnostic) or find_status(paragraph)
         out[b.address] = _Found(b.address, kind, status, b.diagnostic or paragraph)
@@ -147,8 +148,9 @@ def _from_text(msg: Message, sec: Sections, report: str, subject: str) -> list[_
             candidates = [a for a in all_addresses(report) if a in targets]
     out = []
     single = len(candidates) == 1
-    for address in candidates[:MAX_RECIPIENTS]:
-        paragraph = paragraph_for(report, address, candidates)
+    named = candidates[:MAX_RECIPIENTS]
+    for address in named:
+        paragraph = paragraph_for(report, address, named)
         texts = [paragraph] + ([report, subject] if single else [])
         status = find_status(paragraph) or (find_status(report) if single else "")
         out.append(_Found(address, classify(status, texts), status, paragraph))
