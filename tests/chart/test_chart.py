@@ -274,6 +274,15 @@ def test_no_service_account_and_no_name_is_refused(helm: Helm) -> None:
     assert "serviceAccount.name is required when serviceAccount.create is false" in error
 
 
+def test_an_example_outside_the_watched_namespaces_is_refused(helm: Helm) -> None:
+    values = {"watchNamespaces": ["mail", "mkt"], "exampleBounceConfig": {"enabled": True}}
+    error = helm.template_error(values)  # the release's namespace is not watched
+    assert "exampleBounceConfig would go to namespace default, which watchNamespaces (mail, mkt) leaves out" in error
+    values["exampleBounceConfig"]["namespace"] = "mkt"
+    (example,) = [doc for doc in helm.template(values) if doc["kind"] == "BounceConfig"]
+    assert example["metadata"]["namespace"] == "mkt"
+
+
 def test_the_values_schema_is_closed() -> None:
     """Every object of values.schema.json that lists properties refuses others (free-form maps aside)."""
     schema = json.loads((CHART / "values.schema.json").read_text())
