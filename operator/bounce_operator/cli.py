@@ -8,6 +8,8 @@ import sys
 import kopf
 
 from .handlers import register
+from .manifests import IMAGE
+from .render import PodDefaults
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "needs kopf's peering CRDs and RBAC for them, which deploy/ does not grant)")
     parser.add_argument("--resync-interval", type=float, default=300.0, metavar="SECONDS",
                         help="reconcile every BounceConfig at least this often (default %(default)s)")
+    parser.add_argument("--service-image", default=IMAGE, metavar="IMAGE",
+                        help="image of the service and the scanners where a BounceConfig names none "
+                             "(default %(default)s; the Helm chart passes its own image)")
+    parser.add_argument("--image-pull-secret", action="append", default=[], dest="pull_secrets", metavar="NAME",
+                        help="Secret for pulling that image, in each BounceConfig's namespace, where its spec "
+                             "names none (repeat for more)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log kopf's debug messages")
     return parser
 
@@ -31,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     kopf.configure(debug=args.verbose, verbose=args.verbose)
     registry = kopf.OperatorRegistry()
-    register(registry, namespaces=args.namespaces or (), resync_interval=args.resync_interval)
+    register(registry, namespaces=args.namespaces or (), resync_interval=args.resync_interval,
+             pods=PodDefaults(image=args.service_image, pull_secrets=tuple(args.pull_secrets)))
     try:
         kopf.run(
             registry=registry,

@@ -19,7 +19,7 @@ from . import GROUP, PLURAL, VERSION
 from .kube import Kube
 from .reconcile import Reconciler
 from .refs import secret_names
-from .render import MANAGED_BY, MONITORING_API
+from .render import MANAGED_BY, MONITORING_API, PodDefaults
 
 CHILDREN = (
     ("v1", "configmaps"),
@@ -34,7 +34,7 @@ MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 
 
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, *,
-                    namespaces: Sequence[str], resync_interval: float, **_: Any) -> None:
+                    namespaces: Sequence[str], resync_interval: float, pods: PodDefaults, **_: Any) -> None:
     # A namespaced operator has no cluster-wide permissions: it must not watch namespaces or CRDs.
     settings.scanning.disabled = bool(namespaces)
     # Keep kopf's bookkeeping in our own annotations, out of `status` (which the CRD schema prunes).
@@ -53,7 +53,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     for api_version, plural in CHILDREN:
         settings.watching.label_selectors[api_version, plural] = MANAGED  # never stream unrelated objects
     memo.kube = Kube.from_environment()
-    memo.reconciler = Reconciler(memo.kube)
+    memo.reconciler = Reconciler(memo.kube, pods)
     memo.resync = asyncio.create_task(memo.reconciler.resync(namespaces or [None], resync_interval, logger))
 
 
@@ -91,11 +91,12 @@ async def child_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
         await memo.reconciler.reconcile_named(*owner, logger)
 
 
-def register(registry: kopf.OperatorRegistry, *, namespaces: Sequence[str], resync_interval: float) -> None:
+def register(registry: kopf.OperatorRegistry, *, namespaces: Sequence[str], resync_interval: float,
+             pods: PodDefaults = PodDefaults()) -> None:
     """Register every handler for `namespaces` (none: all); see `Reconciler.resync` for the interval."""
     kopf.on.login(registry=registry)(kopf.login_via_client)  # the same credentials as `Kube` uses
     kopf.on.startup(registry=registry, id="configure")(
-        functools.partial(configure, namespaces=namespaces, resync_interval=resync_interval))
+        functools.partial(configure, namespaces=namespaces, resync_interval=resync_interval, pods=pods))
     kopf.on.cleanup(registry=registry)(shutdown)
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
         decorator(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")(reconcile)

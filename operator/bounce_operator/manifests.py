@@ -93,7 +93,8 @@ def operator_manifests(namespace: str = NAME, image: str = IMAGE,
                     "containers": [{
                         "name": "operator",
                         "image": image,
-                        "command": ["bounce-operator", *scope],  # liveness on :8080/healthz by default
+                        # Liveness on :8080/healthz by default; the services it deploys run its own image.
+                        "command": ["bounce-operator", *scope, "--service-image", image],
                         "ports": [{"name": "health", "containerPort": 8080, "protocol": "TCP"}],
                         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
                                           "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 4},

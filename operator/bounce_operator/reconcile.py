@@ -25,6 +25,7 @@ from .render import (
     MANAGED_BY,
     MONITORING_API,
     Owner,
+    PodDefaults,
     config_document,
     cronjob_name,
     render_children,
@@ -74,8 +75,9 @@ def _spec_problem(violations: list) -> Problem:
 class Reconciler:
     """Reconciles BounceConfigs; remembers what it last wanted so child events can be checked for drift."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, pods: PodDefaults = PodDefaults()) -> None:
         self._kube = kube
+        self._pods = pods
         self._locks: defaultdict[OwnerKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pending: set[OwnerKey] = set()
         self._wanted: dict[OwnerKey, dict[ChildKey, Mapping[str, Any]]] = {}
@@ -174,7 +176,7 @@ class Reconciler:
                                                    "(the pods have no DATABASE_URL)"))
         # Discovered even when the spec wants neither: switching both off must still prune the ones it made.
         monitoring = await self._kube.served_kinds(MONITORING_API)
-        desired = render_children(owner, spec, secrets, monitoring, config)
+        desired = render_children(owner, spec, secrets, monitoring, config, self._pods)
         key = (owner.namespace, owner.name)
         before = self._wanted.get(key)
         # Remember before writing, so the events our own writes cause are recognised as no drift.

@@ -14,6 +14,7 @@ import yaml
 
 from . import API_VERSION, KIND
 from .alerts import alert_rules
+from .manifests import IMAGE
 from .quantity import canonical_quantity
 from .refs import Refs, SecretKey, scanner_refs, service_refs
 from .schedule import cron_schedule, interval_seconds
@@ -28,6 +29,15 @@ MAILBOX_LABEL = "bounce-operator.io/mailbox"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "bounce-operator")
 CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends 11 characters to name its Jobs
 MONITORING_API = "monitoring.coreos.com/v1"
+
+
+@dataclass(frozen=True)
+class PodDefaults:
+    """What the service's and scanners' pods get where the spec says nothing: the operator's own settings
+    (`--service-image`, `--image-pull-secret`; the chart passes its image and pull secrets), so one
+    install decides which image and registry a BounceConfig without an `image` runs."""
+    image: str = IMAGE
+    pull_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,9 +164,10 @@ def _secrets_volume(refs: Refs) -> dict[str, Any]:
     }
 
 
-def _pod_spec(owner: Owner, spec: Mapping[str, Any], container: dict[str, Any], refs: Refs,
+def _pod_spec(owner: Owner, spec: Mapping[str, Any], container: dict[str, Any], refs: Refs, pods: PodDefaults,
               **extra: Any) -> dict[str, Any]:
     service = spec["service"]
+    pull_secrets = [entry["name"] for entry in service.get("imagePullSecrets", [])] or list(pods.pull_secrets)
     mounts = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},  # the root file system is read-only
@@ -169,7 +180,7 @@ def _pod_spec(owner: Owner, spec: Mapping[str, Any], container: dict[str, Any], 
         mounts.append({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True})
         volumes.append(_secrets_volume(refs))
     container = {
-        "image": service["image"],
+        "image": service.get("image") or pods.image,
         "imagePullPolicy": service["imagePullPolicy"],
         **container,
         "securityContext": _CONTAINER_SECURITY,
@@ -181,6 +192,7 @@ def _pod_spec(owner: Owner, spec: Mapping[str, Any], container: dict[str, Any], 
         "securityContext": _POD_SECURITY,
         "containers": [container],
         "volumes": volumes,
+        **({"imagePullSecrets": [{"name": name} for name in pull_secrets]} if pull_secrets else {}),
         **extra,
     }
 
@@ -198,7 +210,8 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: str) -> dict[str, Any]:
+def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: str,
+                      pods: PodDefaults = PodDefaults()) -> dict[str, Any]:
     service = spec["service"]
     container = {
         "name": "bounce-service",
@@ -228,7 +241,7 @@ def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: st
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {CHECKSUM_ANNOTATION: config_checksum}},
-                "spec": _pod_spec(owner, spec, container, service_refs(spec), terminationGracePeriodSeconds=30),
+                "spec": _pod_spec(owner, spec, container, service_refs(spec), pods, terminationGracePeriodSeconds=30),
             },
         },
     }
@@ -272,7 +285,8 @@ def render_ingress(owner: Owner, spec: Mapping[str, Any]) -> dict[str, Any]:
 SCAN_EXIT_CONFIG = 2  # `bounce-service scan` exit status for invalid configuration: retrying cannot help
 
 
-def render_cronjob(owner: Owner, spec: Mapping[str, Any], index: int) -> dict[str, Any]:
+def render_cronjob(owner: Owner, spec: Mapping[str, Any], index: int,
+                   pods: PodDefaults = PodDefaults()) -> dict[str, Any]:
     mailbox = spec["mailboxes"][index]
     interval = interval_seconds(mailbox["scanInterval"])
     container = {
@@ -306,7 +320,8 @@ def render_cronjob(owner: Owner, spec: Mapping[str, Any], index: int) -> dict[st
                     }]},
                     "template": {
                         "metadata": {"labels": pod_labels},
-                        "spec": _pod_spec(owner, spec, container, scanner_refs(spec, index), restartPolicy="Never"),
+                        "spec": _pod_spec(owner, spec, container, scanner_refs(spec, index), pods,
+                                          restartPolicy="Never"),
                     },
                 },
             },
@@ -336,22 +351,23 @@ def render_prometheus_rule(owner: Owner) -> dict[str, Any]:
 
 
 def render_children(owner: Owner, spec: Mapping[str, Any], secrets: Mapping[SecretKey, str | None],
-                    monitoring: frozenset[str], config: str | None = None) -> list[dict[str, Any]]:
+                    monitoring: frozenset[str], config: str | None = None,
+                    pods: PodDefaults = PodDefaults()) -> list[dict[str, Any]]:
     """Every child the BounceConfig should have; any other child it owns is to be deleted.
 
     `secrets` holds each referenced key's `secret_fingerprint` (None: missing), `monitoring` the kinds of
     monitoring.coreos.com/v1 this cluster serves, and `config` the spec's `config_document` if the caller
-    already has it.
+    already has it; `pods` the operator's defaults for what the spec leaves out.
     """
     service = spec["service"]
     config = config_document(spec) if config is None else config
     # Only what the service's pods mount rolls them: a mailbox password is read by each scanner run afresh.
     mounted = {key: secrets.get(key) for key in service_refs(spec)}
-    children = [render_config_map(owner, config), render_deployment(owner, spec, checksum(config, mounted)),
+    children = [render_config_map(owner, config), render_deployment(owner, spec, checksum(config, mounted), pods),
                 render_service(owner)]
     if service.get("ingress", {}).get("enabled"):
         children.append(render_ingress(owner, spec))
-    children += [render_cronjob(owner, spec, index) for index in range(len(spec["mailboxes"]))]
+    children += [render_cronjob(owner, spec, index, pods) for index in range(len(spec["mailboxes"]))]
     metrics = service["metrics"]
     if metrics["serviceMonitor"] and "ServiceMonitor" in monitoring:
         children.append(render_service_monitor(owner))

@@ -274,6 +274,17 @@ def test_no_service_account_and_no_name_is_refused(helm: Helm) -> None:
     assert "serviceAccount.name is required when serviceAccount.create is false" in error
 
 
+def test_the_chart_image_and_pull_secrets_are_the_defaults_of_what_the_operator_deploys(helm: Helm) -> None:
+    values = {"image": {"repository": "registry.internal/mirror/bounce-operator", "tag": "0.1.0"},
+              "imagePullSecrets": [{"name": "regcred"}]}
+    (deployment,) = [doc for doc in helm.template(values) if doc["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("--service-image") + 1] == container["image"] == \
+        "registry.internal/mirror/bounce-operator:0.1.0"
+    assert command[command.index("--image-pull-secret") + 1] == "regcred"
+
+
 def test_an_example_outside_the_watched_namespaces_is_refused(helm: Helm) -> None:
     values = {"watchNamespaces": ["mail", "mkt"], "exampleBounceConfig": {"enabled": True}}
     error = helm.template_error(values)  # the release's namespace is not watched

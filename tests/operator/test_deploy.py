@@ -24,7 +24,7 @@ def test_cluster_wide_manifests_are_valid_and_bind_a_cluster_role() -> None:
     kinds = [m["kind"] for m in manifests]
     assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
     (container,) = manifests[-1]["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["bounce-operator", "--all-namespaces"]
+    assert container["command"] == ["bounce-operator", "--all-namespaces", "--service-image", container["image"]]
 
 
 def test_the_operator_pod_is_restricted() -> None:
@@ -42,7 +42,8 @@ def test_a_namespaced_operator_gets_roles_in_its_namespaces_only() -> None:
     roles = {(m["kind"], m["metadata"]["namespace"]) for m in manifests if m["kind"] in ("Role", "RoleBinding")}
     assert roles == {(kind, ns) for kind in ("Role", "RoleBinding") for ns in ("mail", "marketing")}
     (container,) = manifests[-1]["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["bounce-operator", "--namespace", "mail", "--namespace", "marketing"]
+    assert container["command"] == ["bounce-operator", "--namespace", "mail", "--namespace", "marketing",
+                                    "--service-image", "example/operator:1"]  # what it deploys runs its image
 
 
 def test_rbac_has_no_wildcards_and_never_writes_secrets() -> None:

@@ -14,6 +14,7 @@ from bounce_operator.refs import SecretKey, all_refs, scanner_refs, service_refs
 from bounce_operator.render import (
     CHECKSUM_ANNOTATION,
     Owner,
+    PodDefaults,
     checksum,
     config_document,
     cronjob_name,
@@ -175,6 +176,22 @@ def test_each_scanner_runs_its_mailbox_on_schedule_with_its_own_password() -> No
     assert "bounce-mailboxes/pop3" in mounted_secrets(returns)
     assert "bounce-mailboxes/imap" not in mounted_secrets(returns)
     assert "bounce-db/url" in mounted_secrets(returns)  # `scan` loads the whole config, like `serve`
+
+
+def test_pods_take_the_operators_image_and_pull_secrets_unless_the_spec_names_its_own() -> None:
+    spec = full_spec()
+    pods = PodDefaults(image="registry.internal/mirror/bounce-operator:0.1.0", pull_secrets=("regcred",))
+    workloads = [child for child in render_children(OWNER, spec, {}, frozenset(), pods=pods)
+                 if child["kind"] in ("Deployment", "CronJob")]
+    assert len(workloads) == 1 + len(spec["mailboxes"])
+    for workload in workloads:
+        assert pod_spec(workload)["containers"][0]["image"] == pods.image
+        assert pod_spec(workload)["imagePullSecrets"] == [{"name": "regcred"}]
+    spec["service"].update(image="registry.example.com/bounce:2", imagePullSecrets=[{"name": "team-pull"}])
+    for workload in (render_deployment(OWNER, spec, "c0ffee", pods), render_cronjob(OWNER, spec, 0, pods)):
+        assert pod_spec(workload)["containers"][0]["image"] == "registry.example.com/bounce:2"
+        assert pod_spec(workload)["imagePullSecrets"] == [{"name": "team-pull"}]
+    assert "imagePullSecrets" not in pod_spec(render_deployment(OWNER, minimal_spec(), "c0ffee"))
 
 
 def test_secret_refs_skip_disabled_providers() -> None:

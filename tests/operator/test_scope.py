@@ -65,3 +65,22 @@ async def test_monitoring_crds_installed_later_are_used_at_the_next_resync(api: 
     finally:
         await operator.stop()
     assert "Traceback" not in operator.log()
+
+
+async def test_the_operators_image_settings_reach_what_it_deploys(api: Api, cluster: Cluster, tmp_path: Path) -> None:
+    # What the chart passes from image.repository/tag and imagePullSecrets: a mirrored, private registry.
+    mirror = "registry.internal/mirror/bounce-operator:0.1.0"
+    operator = await Operator(cluster, tmp_path, "--namespace", "team-d", "--service-image", mirror,
+                              "--image-pull-secret", "regcred").start()
+    try:
+        await create_secrets(api, "team-d")
+        mailbox = {"name": "returns", "host": "pop.example.com", "auth": "none", "scanInterval": "15m"}
+        await api.create(bounceconfig("mail", "team-d", mailboxes=[mailbox]))
+        await wait_ready(api, "team-d", "mail")
+        deployment = await child(api, "apps/v1", "Deployment", "team-d", "mail")
+        cronjob = await child(api, "batch/v1", "CronJob", "team-d", "mail-returns")
+        for pod in (deployment["spec"]["template"]["spec"], cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]):
+            assert pod["containers"][0]["image"] == mirror
+            assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    finally:
+        await operator.stop()
