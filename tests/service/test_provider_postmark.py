@@ -1,4 +1,4 @@
-"""Postmark's Bounce and Spam Complaint webhooks behind HTTP Basic."""
+"""Postmark's Bounce, Spam Complaint and Subscription Change webhooks behind HTTP Basic."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ COMPLAINT = {
     "ServerID": 1234, "Description": "", "Details": "Test spam complaint details", "Email": "someone@example.com",
     "From": "news@example.org", "BouncedAt": "2014-08-01T13:28:10.2735393-04:00", "DumpAvailable": True,
     "Inactive": True, "CanActivate": False, "Subject": "November news", "Metadata": {"campaign_uuid": CAMPAIGN},
+}
+
+# A broadcast stream's complaint: the fields of Postmark's SubscriptionChangeWebhook (its Node.js client's type).
+SUPPRESSED = {
+    "RecordType": "SubscriptionChange", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483", "ServerID": 1234,
+    "MessageStream": "broadcast", "ChangedAt": "2026-11-30T10:15:04.1234567Z", "Recipient": "Reader@Example.com",
+    "Origin": "Recipient", "SuppressSending": True, "SuppressionReason": "SpamComplaint", "Tag": "newsletter",
+    "Metadata": {"campaign_uuid": CAMPAIGN},
 }
 
 
@@ -75,6 +83,36 @@ async def test_non_bounces_are_accepted_and_ignored(postmark, db, record):
     assert rows(db) == []
 
 
+async def test_a_broadcast_streams_complaint_arrives_as_a_subscription_change(postmark, db):
+    add_campaign(db)
+    sub = add_subscriber(db, "reader@example.com")
+    assert (await send(postmark, SUPPRESSED)).status_code == 200
+    (row,) = rows(db)
+    assert (row["email"], row["type"], row["campaign"], row["subscriber_id"]) == \
+        ("reader@example.com", "complaint", CAMPAIGN, sub)
+    assert row["created_at"].isoformat() == "2026-11-30T10:15:04.123456+00:00"
+    assert (row["meta"]["MessageStream"], row["meta"]["SuppressionReason"]) == ("broadcast", "SpamComplaint")
+    assert subscriber_status(db, sub) == "blocklisted"
+
+
+async def test_a_complaint_reported_by_both_webhooks_is_recorded_once(postmark, db):
+    # A transactional stream with Spam Complaint and Subscription Change both ticked.
+    complaint = {**COMPLAINT, "MessageID": SUPPRESSED["MessageID"], "Email": "reader@example.com"}
+    assert (await send(postmark, complaint)).status_code == 200
+    assert (await send(postmark, {**SUPPRESSED, "MessageStream": "outbound"})).status_code == 200
+    assert [(r["email"], r["type"]) for r in rows(db)] == [("reader@example.com", "complaint")]
+
+
+@pytest.mark.parametrize("change", [
+    {"SuppressSending": False},  # a reactivation
+    {"SuppressionReason": "HardBounce"},  # the Bounce webhook reports the bounce itself
+    {"SuppressionReason": "ManualSuppression", "Origin": "Customer", "MessageID": None},
+])
+async def test_other_subscription_changes_are_accepted_and_ignored(postmark, db, change):
+    assert (await send(postmark, {**SUPPRESSED, **change})).status_code == 200
+    assert rows(db) == []
+
+
 async def test_redelivery_is_recorded_once_and_fires_once(postmark, db):
     row = await redelivered_once(db, lambda: send(postmark, HARD_BOUNCE), "gone@example.com")
     assert row["event_key"] == "postmark:42"
@@ -86,6 +124,8 @@ async def test_redelivery_is_recorded_once_and_fires_once(postmark, db):
     {**HARD_BOUNCE, "BouncedAt": "last tuesday"},
     {**HARD_BOUNCE, "Metadata": "campaign"},
     [HARD_BOUNCE],
+    {**SUPPRESSED, "Recipient": "not an address"},
+    {**SUPPRESSED, "ChangedAt": "yesterday"},
 ])
 async def test_malformed_records_are_400(postmark, db, record):
     assert (await send(postmark, record)).status_code == 400
