@@ -538,6 +538,30 @@ def test_listmonk_ids_quoted_in_plain_text_with_any_header_case_and_hex_case():
     assert (bounce.campaign_uuid, bounce.subscriber_uuid) == (CAMPAIGN, SUBSCRIBER)
 
 
+
+# Real layouts whose returned original is damaged or misplaced, with listmonk's headers added to the original
+# just after its Message-ID: (corpus file, that Message-ID line).
+DAMAGED_ORIGINALS = {
+    "a continuation line not indented ends its headers early": ("lhost-postfix-57.eml", "Message-ID: <44kWHZ2S3Qz1yxHC@rokujo.cr.nyaan.jp>"),
+    "a blank line before its headers": ("lhost-x3-02.eml", "Message-ID: <00000000000000000000000000000000@example.org>"),
+    "its part's boundary does not match": ("rhost-franceptt-08.eml", "Message-Id: <1576578757.xxxx@xxxx.fr>"),
+    "attached as a bare part, not message/rfc822": ("lhost-x1-02.eml", "Message-Id: <000000000000000000000000000000000000@example.jp>"),
+    "a forwarded bounce, '>'-quoted": ("lhost-sendmail-14.eml", "> Message-Id: <6D736808-04A1-47D3-92BD-44388ABFCCE4@example.jp>"),
+    "a bounce pasted as text after its DSN fields": ("lhost-postfix-49.eml", "Message-ID: <1409050600.12984636501178305590.JavaMail.root@mz-cb000p.noc-kyoto2jo.ocn.ad.jp>"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_ORIGINALS))
+def test_ids_of_a_damaged_or_misplaced_original_are_still_found(name: str):
+    file, line = DAMAGED_ORIGINALS[name]
+    raw = (CORPUS / "emails" / file).read_bytes().replace(b"\r\n", b"\n")
+    quote = "> " if line.startswith(">") else ""
+    tracking = f"{quote}X-Listmonk-Campaign: {CAMPAIGN}\n{quote}X-Listmonk-Subscriber: {SUBSCRIBER}\n"
+    assert line.encode() + b"\n" in raw
+    (found, *_) = parse_bounce(raw.replace(line.encode() + b"\n", (line + "\n" + tracking).encode(), 1))
+    assert (found.campaign_uuid, found.subscriber_uuid) == (CAMPAIGN, SUBSCRIBER)
+    assert found.original_message_id == line.split("<")[1].rstrip(">")
+
 @pytest.mark.parametrize("bad", ["not-a-uuid", CAMPAIGN[:-1], CAMPAIGN + "0", CAMPAIGN.replace("-", "")])
 def test_malformed_uuids_are_ignored(bad: str):
     bounce = only(dsn(returned=original(campaign=bad, subscriber=bad)))

@@ -161,6 +161,8 @@ def split(msg: Message) -> Sections:
                 stack.extend((p, depth + 1) for p in reversed(part.get_payload()) if isinstance(p, Message))
         elif ctype == "text/html":
             out.html_texts.append(html_to_text(part_text(part)))
+        elif depth and part.get("Message-ID") and (part.get("Received") or part.get("From")):
+            out.originals.append(part)  # an original attached as a bare part: its MIME headers are its own
         elif part.get_content_maintype() in ("text", "multipart"):  # multipart here: a boundary-less body
             out.report_texts.append(part_text(part))
     return out

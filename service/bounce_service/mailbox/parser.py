@@ -18,7 +18,7 @@ from .parse_autoreply import is_auto_reply
 from .parse_feedback import complainants, is_jmrp
 from .parse_gate import from_mail_system, looks_like_bounce
 from .parse_mime import Sections, decoded, header, parse_message, split
-from .parse_original import Correlation, from_headers, from_message, from_text
+from .parse_original import Correlation, from_headers, from_message, from_text, headers_in_body, pasted_original
 from .parse_reason import classify
 from .parse_ses import parse_ses
 from .parse_text import all_addresses, paragraph_for, split_original, strong_candidates
@@ -105,6 +105,10 @@ def _correlate(sec: Sections, report: str, quoted: str) -> Correlation:
     for original in sec.originals:
         from_message(corr, original)
     if not corr.complete():
+        for original in sec.originals:
+            from_text(corr, headers_in_body(original))
+        for text in (*sec.dsn_texts, *sec.report_texts, quoted):
+            from_text(corr, pasted_original(text))
         from_text(corr, quoted)
         from_text(corr, report, message_id=False)
     return corr
