@@ -197,6 +197,13 @@ def _pod_spec(owner: Owner, spec: Mapping[str, Any], container: dict[str, Any], 
     }
 
 
+def _resources(section: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """A section's `resources` as the API server stores them, so that what is written matches what is read
+    back. Empty maps are dropped by the API server too (omitempty): written, they would never match."""
+    return {kind: {name: canonical_quantity(value) for name, value in values.items()}
+            for kind, values in section.get("resources", {}).items() if values}
+
+
 def _command(*args: str) -> list[str]:
     return ["bounce-service", *args, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--secrets-dir", SECRETS_DIR]
 
@@ -223,10 +230,7 @@ def render_deployment(owner: Owner, spec: Mapping[str, Any], config_checksum: st
         "livenessProbe": _probe("/healthz", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
     }
-    # Empty maps are dropped by the API server too (omitempty): written, they would never match.
-    resources = {kind: {name: canonical_quantity(value) for name, value in values.items()}
-                 for kind, values in service.get("resources", {}).items() if values}
-    if resources:
+    if resources := _resources(service):
         container["resources"] = resources
     pod_labels = selector_labels(owner, "service")
     return {
@@ -289,10 +293,12 @@ def render_cronjob(owner: Owner, spec: Mapping[str, Any], index: int,
                    pods: PodDefaults = PodDefaults()) -> dict[str, Any]:
     mailbox = spec["mailboxes"][index]
     interval = interval_seconds(mailbox["scanInterval"])
-    container = {
+    container: dict[str, Any] = {
         "name": "scanner",
         "command": [*_command("scan"), "--mailbox", mailbox["name"]],
     }
+    if resources := _resources(mailbox):
+        container["resources"] = resources
     pod_labels = {**selector_labels(owner, "scanner"), MAILBOX_LABEL: mailbox["name"]}
     return {
         "apiVersion": "batch/v1",

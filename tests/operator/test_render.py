@@ -203,6 +203,16 @@ def test_secret_refs_skip_disabled_providers() -> None:
                                                             SecretKey("bounce-mailboxes", "imap")}
 
 
+def test_a_mailbox_can_set_its_scanners_resources() -> None:
+    spec = full_spec()
+    (container,) = pod_spec(render_cronjob(OWNER, spec, 0))["containers"]  # the example's: 50m, 96Mi, 256Mi
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+    spec["mailboxes"][0]["resources"] = {"requests": {"cpu": "0.05", "memory": "64Mi"}}
+    (container,) = pod_spec(render_cronjob(OWNER, spec, 0))["containers"]
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}}  # as the API server stores it
+    assert "resources" not in pod_spec(render_cronjob(OWNER, spec, 1))["containers"][0]
+
+
 def test_a_mailbox_without_auth_needs_no_password_secret() -> None:
     spec = full_spec()
     spec["mailboxes"][1]["auth"] = "none"  # its password reference left behind
