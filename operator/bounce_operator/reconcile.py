@@ -244,13 +244,25 @@ class Reconciler:
         return result
 
     async def _read_secrets(self, namespace: str, refs: Refs) -> tuple[dict[SecretKey, str | None], list[Problem]]:
-        """Each referenced key's fingerprint (None when missing), and what is missing."""
+        """Each referenced key's fingerprint (None when missing or unreadable), and what is wrong."""
         names = sorted({ref.name for ref in refs})
-        bodies = await asyncio.gather(*(self._kube.get(path("v1", "Secret", namespace, name)) for name in names))
-        found = dict(zip(names, bodies, strict=True))
-        values: dict[SecretKey, str | None] = {}
+        bodies = await asyncio.gather(*(self._kube.get(path("v1", "Secret", namespace, name)) for name in names),
+                                      return_exceptions=True)
+        found: dict[str, dict[str, Any] | None] = {}
         problems = []
+        for name, body in zip(names, bodies, strict=True):
+            if isinstance(body, ApiError) and body.status == 403:  # RBAC: retrying will not help, saying so will
+                problems.append(Problem("SecretForbidden", f"Secret {name} cannot be read by the operator "
+                                                           f"({body.message or 'forbidden'})"))
+            elif isinstance(body, BaseException):
+                raise body
+            else:
+                found[name] = body
+        values: dict[SecretKey, str | None] = {}
         for ref, where in refs.items():
+            if ref.name not in found:  # unreadable: said above, once for all its keys
+                values[ref] = None
+                continue
             secret = found[ref.name]
             value = ((secret or {}).get("data") or {}).get(ref.key)
             values[ref] = None if value is None else secret_fingerprint(secret["metadata"].get("uid", ""), value)

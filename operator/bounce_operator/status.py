@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 @dataclass(frozen=True)
 class Problem:
-    reason: str  # SecretMissing | InvalidSpec | InvalidSchedule | NameConflict | ApplyFailed | RolloutFailed
+    reason: str  # SecretMissing | SecretForbidden | InvalidSpec | InvalidSchedule | NameConflict | ApplyFailed | RolloutFailed
     message: str
 
 

@@ -94,6 +94,8 @@ def _essence(body: dict[str, Any]) -> dict[str, Any]:
 @attrs.define(kw_only=True)
 class Cluster(kmock.KubernetesEmulator):
     complete_rollouts: bool = True  # play the Deployment controller: every rollout succeeds at once
+    # (namespace, name) of Secrets the operator's RBAC does not let it read: answered 403.
+    forbidden_secrets: set[tuple[str, str]] = attrs.field(factory=set)
     _revision: int = attrs.field(default=0, init=False)
     _changes: list[tuple[int, references.resource, dict[str, Any]]] = attrs.field(factory=list, init=False)
     _keys: dict[references.resource, set[tuple]] = attrs.field(factory=dict, init=False)  # live objects, per resource
@@ -251,6 +253,10 @@ class Cluster(kmock.KubernetesEmulator):
                 and matches(meta.get("labels") or {}, request.params.get("labelSelector", "")))
 
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        if request.resource.plural == "secrets" and (request.namespace, request.name) in self.forbidden_secrets:
+            raise k8s.KubernetesError(403, "Forbidden", f'secrets "{request.name}" is forbidden: User '
+                                      f'"system:serviceaccount:ops:bounce-operator" cannot get resource "secrets" '
+                                      f'in API group "" in the namespace "{request.namespace}"')
         key = (request.resource, request.namespace, request.name)
         obj = self._objects[key] if key in self._objects else None
         if obj is None or obj.deleted:

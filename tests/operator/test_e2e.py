@@ -285,6 +285,23 @@ async def test_a_missing_secret_degrades_until_it_is_created(api: Api, operator:
     await eventually(rolled_again, what="a rollout after the Secret changed")
 
 
+async def test_a_secret_the_operator_may_not_read_is_reported(api: Api, cluster: Cluster, operator: Operator,
+                                                             namespace: str) -> None:
+    await create_secrets(api, namespace)
+    cluster.forbidden_secrets.add((namespace, "bounce-db"))  # a Role that leaves Secrets out, say
+    try:
+        await api.create(bounceconfig("mail", namespace))
+        problem = await wait_degraded(api, namespace, "mail")
+        assert (problem["status"], problem["reason"]) == ("True", "SecretForbidden")
+        assert problem["message"].startswith("Secret bounce-db cannot be read by the operator (")
+        assert 'cannot get resource "secrets"' in problem["message"]
+    finally:
+        cluster.forbidden_secrets.discard((namespace, "bounce-db"))
+    await api.patch("bounce-operator.io/v1alpha1", "BounceConfig", namespace, "mail", {"spec": {"service": {"replicas": 1}}})
+    body = await wait_ready(api, namespace, "mail", generation=2)
+    assert condition(body, "Degraded")["status"] == "False"
+
+
 async def test_an_invalid_schedule_is_reported_and_nothing_is_applied(api: Api, operator: Operator, namespace: str) -> None:
     await create_secrets(api, namespace)
     # The CRD's CEL rule refuses 7m on a real API server; the emulator lets it through, as an old one would.
