@@ -200,8 +200,16 @@ def test_dead_addresses_are_hard(status: str, diagnostic: str):
         # X.2.x says the mailbox exists (RFC 3463); only a refused RCPT TO outweighs it.
         ("5.2.1", "smtp; 550 5.2.1 <kijitora@example.jp>... User Unknown", "soft"),
         ("5.2.1", "smtp; 550 5.2.1 <kijitora@example.jp>... User Unknown (in reply to RCPT TO command)", "hard"),
+        # Wording that names the account's absence is meant even at DATA, where some servers refuse recipients.
+        ("5.0.0", "smtp; 554 delivery error: dd This user doesn't have a yahoo.com account "
+                  "(kijitora@yahoo.com) [0] (in reply to end of DATA command)", "hard"),
+        ("5.5.0", "smtp; 550 5.5.0 Invalid recipient (in reply to end of DATA command)", "hard"),
+        # X.0.0 is "undefined" (RFC 3463): the diagnostic's own code decides, here the mail system's class.
+        ("5.0.0", "smtp; 5.3.0 - Other mail system problem 550-'Unknown user kijitora@example.jp'", "soft"),
+        ("5.0.0", "smtp; 550 5.1.1 Unknown user kijitora@example.jp (in reply to end of DATA command)", "hard"),
     ],
-    ids=["data", "rcpt", "5.1.1-at-data", "5.2.1", "5.2.1-at-rcpt"],
+    ids=["data", "rcpt", "5.1.1-at-data", "5.2.1", "5.2.1-at-rcpt", "no-account-at-data", "invalid-at-data",
+         "5.0.0-then-5.3.0", "5.0.0-then-5.1.1"],
 )
 def test_unknown_user_wording_counts_as_dead_only_where_the_smtp_dialogue_says_so(status, diagnostic, kind):
     assert only(dsn(status=status, diagnostic=diagnostic)).type == kind

@@ -124,6 +124,9 @@ _AT_RCPT = re.compile(
     re.M,
 )
 _AT_DATA = re.compile(r"(?:in\s+reply\s+to|after)\s+(?:end\s+of\s+)?data\b|^>>>\s*data\s*\n<<<", re.M)
+# The bare wording that content filters reuse, and the status classes that are not the address's own.
+_GENERIC_UNKNOWN = re.compile(r"user\s+unknown|unknown\s+user")
+_OTHER_CLASSES = ("5.3.", "5.6.", "5.7.")
 
 
 def classify(status: str, texts: list[str], delayed: bool = False) -> str:
@@ -156,15 +159,23 @@ def _phrase_verdict(text: str) -> str | None:
 
 
 def _dead_address_verdict(status: str, texts: list[str]) -> str:
-    """An "unknown user" wording proves a dead address when the status code says so too, or when the
-    server said it to RCPT TO, the command that names the recipient. Said to DATA, it is a content
-    filter's wording (Japanese carriers answer "user unknown" to mail their users' filters refuse);
-    with an X.2.x status (RFC 3463: the mailbox exists, but is disabled, full or too small) and no sign
-    that RCPT TO was refused, the status code is believed."""
+    """A dead-address wording proves a dead address when the status code says so too, or when the
+    server said it to RCPT TO, the command that names the recipient. With an X.2.x status (RFC 3463: the
+    mailbox exists, but is disabled, full or too small) and no sign that RCPT TO was refused, the status
+    code is believed. The bare "user unknown" is also what content filters answer: said to DATA
+    (Japanese carriers answer it to mail their users' filters refuse), or with a status of another
+    class than the address's (X.3 mail system, X.6 content, X.7 policy), it is soft; a wording that
+    names the account's absence ("doesn't have an account", "invalid recipient") is meant even at DATA
+    (Yahoo refuses unknown users there)."""
+    specific = find_status(texts[0]) if texts else ""
+    if status.endswith(".0.0") and specific and not specific.endswith(".0.0"):
+        status = specific  # X.0.0 is RFC 3463's "undefined": the diagnostic's own code says more
     if status in _HARD_STATUS:
         return "hard"
     context = "\n".join(texts[:2])  # the recipient's own lines, not the other recipients' in the report
-    at_rcpt = _AT_RCPT.search(context) is not None
-    if not at_rcpt and (_AT_DATA.search(context) or status.startswith("5.2.")):
+    if _AT_RCPT.search(context):
+        return "hard"
+    generic_only = _HARD.search(_GENERIC_UNKNOWN.sub(" ", context)) is None
+    if status.startswith("5.2.") or generic_only and (_AT_DATA.search(context) or status[:4] in _OTHER_CLASSES):
         return "soft"
     return "hard"
