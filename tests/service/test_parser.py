@@ -484,6 +484,17 @@ def test_x_failed_recipients_alone_names_the_bounced_address():
     assert only(raw).email == "kijitora@example.jp"
 
 
+def test_an_address_of_bytes_that_do_not_decode_is_not_reported():
+    raw = (
+        b"From: Mail Delivery System <Mailer-Daemon@mx.example.org>\r\n"
+        b"Subject: Mail delivery failed: returning message to sender\r\n"
+        b"X-Failed-Recipients: \xe7\x8c\xab@\xff\xfe.example, kijitora@example.jp\r\n"
+        b"\r\n"
+        b"A message that you sent could not be delivered to one or more of its recipients.\r\n"
+    )
+    assert [found.email for found in parse_bounce(raw)] == ["kijitora@example.jp"]
+
+
 def test_plain_text_bounce_without_dsn_fields():
     raw = (
         "From: MAILER-DAEMON@mx.example.org\r\n"

@@ -29,7 +29,8 @@ MAX_BYTES = 2 * 1024 * 1024  # the report and the original's headers come first;
 MAX_RECIPIENTS = 200
 MAX_DIAGNOSTIC = 1000
 _SPACE = re.compile(r"\s+")
-_MAILBOX = re.compile(r"^[^\s@<>]+@[^\s@<>]+$")
+# U+FFFD stands for bytes that did not decode: such an address names no subscriber, and is no address.
+_MAILBOX = re.compile("^[^\\s@<>\ufffd]+@[^\\s@<>\ufffd]+$")
 _DAEMON = re.compile(r"^(?:mailer-?daemon|mail-?daemon|noreply|no-reply|double-bounce)@", re.I)
 # Addresses of the bounce's own envelope and of the original's sender are never the failed recipient.
 _SELF_HEADERS = (
