@@ -3,9 +3,11 @@
 Mailgun signs `timestamp + token`, not the event, so whoever captures one signed request could attach
 any event to its signature while the timestamp is fresh. A token is therefore good for one event only.
 It is claimed with a digest of that event before the events are recorded, and spent once they are
-committed: the token with another event is refused at once; the same request again is refused once it
-has been recorded; a retry after a failed commit (a 503) still goes through, so nothing is lost. The
-table's primary key serialises racing claims, on any replica or worker.
+committed: the token with another event is refused at once; the same request again, once it has been
+recorded, is answered as done and records nothing (Mailgun retries anything but a 200 or a 406 for
+hours: a retry after an answer that was lost must not look like an attack); a retry after a failed
+commit (a 503) still goes through, so nothing is lost. The table's primary key serialises racing
+claims, on any replica or worker.
 """
 
 from __future__ import annotations
@@ -41,14 +43,16 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
-async def claim(db: Database, use: TokenUse) -> None:
-    """Refuse (401) a token that came with another event, or whose request has already been recorded."""
+async def claim(db: Database, use: TokenUse) -> bool:
+    """Whether the request still has to be recorded: False when this very request has been already.
+    Refuses (401) a token that came with another event."""
     async with db.transaction() as conn:
         if (await conn.execute(queries.CLAIM_TOKEN, use.params())).rowcount:
-            return
+            return True
         seen = await (await conn.execute(queries.FIND_TOKEN, use.params())).fetchone()
-    if seen is None or bytes(seen["body_sha256"]) != use.digest or seen["spent"]:
-        raise refuse(use.provider, "signature token already used (replay)")
+    if seen is None or bytes(seen["body_sha256"]) != use.digest:
+        raise refuse(use.provider, "signature token already used with another event")
+    return not seen["spent"]
 
 
 async def spend(db: Database, use: TokenUse) -> None:

@@ -30,8 +30,8 @@ async def _deliver(request: Request) -> Response:
     handled = await provider.receive(
         Inbound(body=await request.body(), headers=request.headers, query=request.query_params)
     )
-    if handled.token is not None:
-        await tokens.claim(request.app.state.db, handled.token)
+    if handled.token is not None and not await tokens.claim(request.app.state.db, handled.token):
+        return ok(True)  # this very request was recorded before: its answer was lost on the way
     if handled.events:
         await request.app.state.recorder.record(handled.events)
     if handled.token is not None:
