@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .addresses import fold_address
@@ -13,6 +13,15 @@ BOUNCE_TYPES = frozenset({"soft", "hard", "complaint"})
 # \Z, not $: `$` also matches before a final newline, which PostgreSQL then refuses as a uuid.
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 MAX_EVENT_KEY = 512
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+CLOCK_SKEW = timedelta(days=1)
+
+
+def plausible_time(when: datetime) -> bool:
+    """Whether a bounce can have happened then: since 1970 and no later than a day from now (clocks drift).
+    A later one would count in every threshold window for years, and past 9999 in UTC it cannot even be
+    read back: every listing of its row would fail."""
+    return EARLIEST <= when <= datetime.now(timezone.utc) + CLOCK_SKEW
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,4 +55,6 @@ class BounceEvent:
                 raise ValueError(f"{name} is not a UUID: {value!r}")
         if self.event_key is not None and not 0 < len(self.event_key) <= MAX_EVENT_KEY:
             raise ValueError(f"event_key must be 1..{MAX_EVENT_KEY} characters")
+        if self.created_at is not None and not plausible_time(self.created_at):
+            raise ValueError(f"created_at is not a plausible time: {self.created_at.isoformat()}")
         object.__setattr__(self, "email", fold_address(self.email))

@@ -66,11 +66,19 @@ def int_param(request: Request, name: str, default: int | None = None, *, low: i
     return value
 
 
-def path_id(request: Request, name: str = "id") -> int:
-    raw = request.path_params[name]
-    if not raw.isdigit() or int(raw) < 1 or int(raw) > 2**63 - 1:
-        raise ApiError(400, "invalid ID")
+def row_id(raw: str) -> int | None:
+    """A row id (1 to PostgreSQL's largest bigint) written in ASCII digits, or None. str.isdigit() alone
+    would pass "²", which int() then refuses."""
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= 2**63 - 1:
+        return None
     return int(raw)
+
+
+def path_id(request: Request, name: str = "id") -> int:
+    value = row_id(request.path_params[name])
+    if value is None:
+        raise ApiError(400, "invalid ID")
+    return value
 
 
 def timestamp(value: Any, field: str) -> datetime:

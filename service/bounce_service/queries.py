@@ -394,10 +394,13 @@ FROM subscriber_lists sl JOIN lists l ON l.id = sl.list_id
 WHERE sl.subscriber_id = %(id)s ORDER BY l.id
 """
 
+# A status left out (NULL): confirmed if new, kept if not.
 UPSERT_MEMBERSHIP = """
 INSERT INTO subscriber_lists (subscriber_id, list_id, status)
-SELECT %(subscriber_id)s, id, %(status)s::subscription_status FROM lists WHERE uuid = %(list_uuid)s::uuid
-ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
+SELECT %(subscriber_id)s, id, COALESCE(%(status)s::subscription_status, 'confirmed') FROM lists
+WHERE uuid = %(list_uuid)s::uuid
+ON CONFLICT (subscriber_id, list_id) DO UPDATE
+SET status = COALESCE(%(status)s::subscription_status, subscriber_lists.status), updated_at = NOW()
 RETURNING list_id
 """
 
@@ -418,7 +421,7 @@ CREATE TEMPORARY TABLE import_subscribers (
 # of 0.2 s, and growing with the square of the import).
 CREATE_IMPORT_MEMBERSHIPS = """
 CREATE TEMPORARY TABLE import_memberships (
-    email TEXT NOT NULL, list_uuid UUID NOT NULL, line INTEGER NOT NULL, status subscription_status NOT NULL,
+    email TEXT NOT NULL, list_uuid UUID NOT NULL, line INTEGER NOT NULL, status subscription_status,
     PRIMARY KEY (email, list_uuid)
 ) ON COMMIT DROP
 """
@@ -490,7 +493,7 @@ WITH new AS (
     RETURNING id, email
 )
 INSERT INTO subscriber_lists (subscriber_id, list_id, status)
-SELECT new.id, l.id, m.status
+SELECT new.id, l.id, COALESCE(m.status, 'confirmed')
 FROM import_memberships m
 JOIN new ON new.email = m.email
 JOIN lists l ON l.uuid = m.list_uuid
@@ -517,12 +520,16 @@ WHERE EXISTS (
 
 # A statement of its own, after the subscribers': it sees every subscriber that exists then, including
 # one another client created meanwhile (the upsert waited for it).
+# A membership whose lines leave its status out (NULL) is confirmed if new and left alone if it exists:
+# those rows are not even offered.
 UPSERT_IMPORTED_MEMBERSHIPS = """
 INSERT INTO subscriber_lists (subscriber_id, list_id, status)
-SELECT s.id, l.id, m.status
+SELECT s.id, l.id, COALESCE(m.status, 'confirmed')
 FROM import_memberships m
 JOIN subscribers s ON LOWER(s.email) = m.email
 JOIN lists l ON l.uuid = m.list_uuid
+WHERE m.status IS NOT NULL
+   OR NOT EXISTS (SELECT 1 FROM subscriber_lists e WHERE e.subscriber_id = s.id AND e.list_id = l.id)
 ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = EXCLUDED.status, updated_at = NOW()
 WHERE subscriber_lists.status <> EXCLUDED.status
 """

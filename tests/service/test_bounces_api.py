@@ -141,8 +141,9 @@ async def test_campaign_name_pages_cover_every_bounce_once_in_order(client, seed
     "params, message",
     [
         ({"per_page": "1001"}, "Invalid per_page: must be between 1 and 1000"),
-        ({"page": "0"}, "Invalid page: must be >= 1"),
+        ({"page": "0"}, "Invalid page: must be between 1 and 1000000000000"),
         ({"page": "two"}, "Invalid page: must be an integer"),
+        ({"page": "9223372036854775807"}, "Invalid page: must be between 1 and 1000000000000"),  # OFFSET past bigint
         ({"order_by": "id; DROP TABLE bounces"}, "Invalid order_by: must be one of email, campaign_name, source, created_at, type"),
         ({"order": "sideways"}, "Invalid order: must be asc or desc"),
         ({"type": "bouncy"}, "Invalid type: must be soft, hard or complaint"),
@@ -159,8 +160,11 @@ async def test_get_one_and_404(client, seeded):
     assert response.json()["data"]["email"] == "alice@example.com"
     missing = await client.get("/api/bounces/999999", auth=auth("viewer"))
     assert missing.status_code == 404 and missing.json() == {"message": "Bounce not found"}
-    invalid = await client.get("/api/bounces/abc", auth=auth("viewer"))
-    assert invalid.status_code == 400 and invalid.json() == {"message": "invalid ID"}
+    for bad in ("abc", "%C2%B2", "9223372036854775808"):  # "²" passes str.isdigit(), not int()
+        invalid = await client.get(f"/api/bounces/{bad}", auth=auth("viewer"))
+        assert invalid.status_code == 400 and invalid.json() == {"message": "invalid ID"}, bad
+        invalid = await client.get(f"/api/subscribers/{bad}/bounces", auth=auth())
+        assert invalid.status_code == 400 and invalid.json() == {"message": "invalid ID"}, bad
 
 
 async def test_delete_by_ids_one_and_all(client, seeded, db):
@@ -170,7 +174,7 @@ async def test_delete_by_ids_one_and_all(client, seeded, db):
     assert (await listing(client))["total"] == 4
     assert (await client.delete(f"/api/bounces/{ids[2]}", auth=auth())).status_code == 200
     assert (await listing(client))["total"] == 3
-    for bad in ({}, {"id": "x"}, {"id": "0"}):
+    for bad in ({}, {"id": "x"}, {"id": "0"}, {"id": "\u00b2"}, {"id": "9223372036854775808"}):
         response = await client.delete("/api/bounces", params=bad, auth=auth())
         assert response.status_code == 400 and response.json() == {"message": "Invalid ID(s)"}
     assert (await client.delete("/api/bounces", params={"all": "true"}, auth=auth())).status_code == 200

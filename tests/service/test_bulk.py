@@ -317,6 +317,14 @@ async def test_bounce_import_matches_subscribers_and_fires_thresholds(client, db
     assert db.execute("SELECT status::text AS s FROM subscriber_lists").fetchone()["s"] == "unsubscribed"
 
 
+async def test_a_bounce_import_line_from_the_far_future_is_refused(client, db):
+    late = bounce("b@example.com", created_at="9999-12-31T23:59:59-14:00")
+    response = await import_bounces(client, ndjson(bounce("a@example.com"), late))
+    assert response.status_code == 400
+    assert response.json() == {"message": "line 2: Invalid fields: created_at (must be after 1970 and at most a day from now)"}
+    assert db.execute("SELECT COUNT(*) AS n FROM bounces").fetchone()["n"] == 0
+
+
 async def test_bounce_import_is_all_or_nothing_with_line_numbers(client, db):
     """The subscribers are locked while the lines are read: thousands are locked when the bad one is
     found. Nothing is recorded, or counted, and the next import is served."""

@@ -81,3 +81,28 @@ async def test_bounce_for_imported_subscriber_links_up(client, db):
     bounces = (await client.get(f"/api/subscribers/{sub['id']}/bounces", auth=auth())).json()["data"]
     assert bounces[0]["campaign"]["name"] == "Launch" and bounces[0]["email"] == "z@example.com"
     assert bounces[0]["subscriber_status"] == "blocklisted" and bounces[0]["action"] == "blocklist"
+
+
+async def test_resending_a_subscriber_keeps_what_a_bounce_unsubscribed(client, db):
+    """The nightly sync sends every subscriber with its lists; one that a hard bounce blocklisted (and
+    unsubscribed, unlike listmonk #2870) must not come back confirmed. A status given still applies."""
+    await client.post("/api/lists", json={"uuid": LIST, "name": "Newsletter"}, auth=auth())
+    body = {"email": "gone@example.com", "lists": [{"uuid": LIST}]}
+    assert (await client.post("/api/subscribers", json=body, auth=auth())).status_code == 200
+    await client.post("/webhooks/bounce", auth=auth(), json={"email": "gone@example.com", "type": "hard", "source": "x"})
+
+    def memberships() -> list[tuple[str, str]]:
+        return [(r["s"], r["m"]) for r in db.execute(
+            "SELECT s.status::text AS s, m.status::text AS m FROM subscribers s JOIN subscriber_lists m ON m.subscriber_id = s.id")]
+
+    assert memberships() == [("blocklisted", "unsubscribed")]
+    assert (await client.post("/api/subscribers", json=body, auth=auth())).status_code == 200
+    assert memberships() == [("blocklisted", "unsubscribed")]
+    for known in (False, True):  # an import of only known addresses is staged; one that starts new is copied
+        lines = [orjson.dumps(body)] if known else [orjson.dumps({"email": "fresh@example.com"}), orjson.dumps(body)]
+        response = await client.post("/api/subscribers/import", content=b"\n".join(lines), auth=auth())
+        assert response.status_code == 200, response.text
+        assert memberships() == [("blocklisted", "unsubscribed")]
+    given = {"email": "gone@example.com", "lists": [{"uuid": LIST, "status": "confirmed"}]}
+    assert (await client.post("/api/subscribers", json=given, auth=auth())).status_code == 200
+    assert memberships() == [("blocklisted", "confirmed")]

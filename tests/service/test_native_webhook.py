@@ -86,6 +86,10 @@ async def test_a_batch_is_recorded_atomically(client, db):
          "Invalid fields: created_at (expected RFC 3339, e.g. 2026-01-31T12:00:00Z)"),
         ({"email": "a@example.com", "type": "hard", "source": "api", "created_at": "2026-01-31T12:00:00"},
          "Invalid fields: created_at (a time zone offset is required)"),
+        # Year 10000 in UTC could be stored but never read back; a bounce from the future would count for years.
+        *(({"email": "a@example.com", "type": "hard", "source": "api", "created_at": when},
+           "Invalid fields: created_at (must be after 1970 and at most a day from now)")
+          for when in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2100-01-01T00:00:00Z")),
         ("[]", "Invalid data: a batch holds 1 to 1000 bounces"),
         ('"just a string"', "Invalid data: expected a JSON object"),
         ("", "Invalid data: empty body"),

@@ -122,6 +122,7 @@ async def test_redelivery_is_recorded_once_and_fires_once(postmark, db):
     {**HARD_BOUNCE, "Email": "not an address"},
     {**HARD_BOUNCE, "ID": None},
     {**HARD_BOUNCE, "BouncedAt": "last tuesday"},
+    {**HARD_BOUNCE, "BouncedAt": "9999-12-31T23:59:59-14:00"},  # could be stored, never read back
     {**HARD_BOUNCE, "Metadata": "campaign"},
     [HARD_BOUNCE],
     {**SUPPRESSED, "Recipient": "not an address"},

@@ -15,7 +15,7 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from typing import Sequence
 
-from ..events import BounceEvent
+from ..events import BounceEvent, plausible_time
 from . import verp
 from .parse_mime import decoded, header
 from .parser import ParsedBounce
@@ -75,7 +75,7 @@ def sent_at(headers: Message) -> datetime | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return when if when <= datetime.now(timezone.utc) else None
+    return when if plausible_time(when) and when <= datetime.now(timezone.utc) else None
 
 
 def clean(text: str) -> str:

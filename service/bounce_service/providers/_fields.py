@@ -17,7 +17,7 @@ import orjson
 
 from ..addresses import normalise_email
 from ..errors import ApiError
-from ..events import MAX_EVENT_KEY, UUID_RE
+from ..events import MAX_EVENT_KEY, UUID_RE, plausible_time
 from ..http import parse_json
 
 # The names a sender may give the listmonk tracking headers, as headers, custom args or metadata keys.
@@ -81,10 +81,10 @@ def from_unix(value: Any, where: str, *, scale: float = 1.0) -> datetime | None:
     if isinstance(value, bool):
         raise malformed(f"{where} is not a Unix timestamp")
     try:
-        seconds = float(value) / scale
-        return datetime.fromtimestamp(seconds, timezone.utc)
+        when = datetime.fromtimestamp(float(value) / scale, timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         raise malformed(f"{where} is not a Unix timestamp") from None
+    return _plausible(when, where)
 
 
 def from_iso(value: Any, where: str) -> datetime | None:
@@ -95,7 +95,13 @@ def from_iso(value: Any, where: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise malformed(f"{where} is not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return _plausible(parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc), where)
+
+
+def _plausible(when: datetime, where: str) -> datetime:
+    if not plausible_time(when):
+        raise malformed(f"{where} is not a plausible time (after 1970, at most a day from now)")
+    return when
 
 
 def _uuid(value: Any) -> str | None:

@@ -14,12 +14,13 @@ from ..addresses import fold_address
 from ..auth import requires
 from ..errors import ApiError
 from ..events import BOUNCE_TYPES
-from ..http import int_param, ok, parse_json, path_id, timestamp
+from ..http import int_param, ok, parse_json, path_id, row_id, timestamp
 from ..recorder import Named, Outcome
 from .native import _event as native_event, recipient
 from .ndjson import at_line, numbered_lines, paused_gc
 
 MAX_PER_PAGE = 1000
+MAX_PAGE = 10**12  # (page - 1) * per_page must stay a bigint OFFSET
 # Totals are exact up to here. Beyond, counting every match (a million rows: ~40 ms and growing with the
 # table) would cost more than the page itself, so `total` is PostgreSQL's estimate, and never below it.
 COUNT_CAP = 10_000
@@ -53,7 +54,7 @@ async def list_bounces(request: Request) -> Response:
     order = (request.query_params.get("order") or "desc").lower()
     if order not in ("asc", "desc"):
         raise ApiError(400, "Invalid order: must be asc or desc")
-    page = int_param(request, "page", 1)
+    page = int_param(request, "page", 1, high=MAX_PAGE)
     per_page = int_param(request, "per_page", 20, high=MAX_PER_PAGE)
     params = {**filters, "limit": per_page, "offset": (page - 1) * per_page, "count_cap": COUNT_CAP + 1}
     async with request.app.state.db.transaction() as conn:
@@ -80,10 +81,10 @@ async def delete_bounces(request: Request) -> Response:
     if query.get("all", "").lower() in ("1", "t", "true", "yes"):
         statement, params = queries.DELETE_ALL_BOUNCES, {}
     else:
-        raw_ids = query.getlist("id")
-        if not raw_ids or not all(raw.isdigit() and 0 < int(raw) < 2**63 for raw in raw_ids):
+        ids = [row_id(raw) for raw in query.getlist("id")]
+        if not ids or None in ids:
             raise ApiError(400, "Invalid ID(s)")
-        statement, params = queries.DELETE_BOUNCES_BY_ID, {"ids": [int(raw) for raw in raw_ids]}
+        statement, params = queries.DELETE_BOUNCES_BY_ID, {"ids": ids}
     async with request.app.state.db.transaction() as conn:
         await conn.execute(statement, params)
     return ok(True)

@@ -71,8 +71,10 @@ def _subscriber(body: Any) -> Subscriber:
     for entry in lists:
         if not isinstance(entry, dict):
             raise ApiError(400, "Invalid fields: lists (each entry is {uuid, status})")
-        list_status = entry.get("status", "confirmed")
-        if list_status not in SUBSCRIPTION_STATUSES:
+        # Left out: a new membership is confirmed, an existing one keeps its status, so re-sending the same
+        # subscriber never re-confirms the lists a bounce unsubscribed.
+        list_status = entry.get("status")
+        if list_status is not None and list_status not in SUBSCRIPTION_STATUSES:
             raise ApiError(400, "Invalid fields: lists[].status")
         memberships.append((_uuid(entry.get("uuid"), "lists[].uuid", required=True), list_status))
     uuid, name = _uuid(body.get("uuid"), "uuid"), _name(body.get("name"), "name", required=False)
@@ -156,7 +158,7 @@ class _ImportLines:
                 membership = self.memberships.get((email, list_uuid))
                 if membership is None:
                     self.memberships[(email, list_uuid)] = [email, list_uuid, line, list_status]
-                else:
+                elif list_status is not None:
                     membership[3] = list_status
             if email in self._seen:
                 folded = self.later.setdefault(email, [email, line, None, None, None])
@@ -243,7 +245,7 @@ async def _copy_new(conn: psycopg.AsyncConnection, cursor: psycopg.AsyncCursor, 
     except psycopg.errors.UniqueViolation:
         return False
     list_ids = await _list_ids(conn, lines.memberships)
-    await _copy(cursor, queries.COPY_NEW_MEMBERSHIPS, ((id_of[email], list_ids[list_uuid], status)
+    await _copy(cursor, queries.COPY_NEW_MEMBERSHIPS, ((id_of[email], list_ids[list_uuid], status or "confirmed")
                                                        for email, list_uuid, _, status in lines.memberships.values()))
     if lines.later:
         await _copy(cursor, queries.COPY_IMPORT_SUBSCRIBERS, lines.later_lines_staged())

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from ..addresses import normalise_email
 from ..auth import requires
 from ..errors import ApiError
-from ..events import BOUNCE_TYPES, UUID_RE, BounceEvent
+from ..events import BOUNCE_TYPES, UUID_RE, BounceEvent, plausible_time
 from ..http import ok, parse_json, timestamp
 from .observe import observed
 
@@ -74,6 +74,8 @@ def _event(body: Any) -> BounceEvent:
         raise ApiError(400, "Invalid fields: meta (must be a JSON object)")
 
     created_at = timestamp(body["created_at"], "created_at") if body.get("created_at") else None
+    if created_at is not None and not plausible_time(created_at):
+        raise ApiError(400, "Invalid fields: created_at (must be after 1970 and at most a day from now)")
 
     event_id = body.get("event_id")
     if event_id is not None and not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID):
