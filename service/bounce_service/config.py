@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
+import psycopg
+import psycopg.conninfo
 import yaml
 
 from .durations import parse_duration
@@ -144,6 +146,24 @@ def from_handover(
     return _resolve(json.loads(text), secrets=secrets, environ=environ)
 
 
+def _conninfo_problem(url: Secret) -> str | None:
+    """Why libpq cannot read `url`, in words that quote none of it: its own messages quote the URL, and
+    with it the password (a `%` not followed by two hex digits is enough to get one)."""
+    text = url.reveal()
+    scheme, sep, rest = text.partition("://")
+    # A second '@' before the path: libpq would take the rest of the password for the host, and name it
+    # in its "could not resolve" error.
+    ambiguous = bool(sep) and scheme in ("postgres", "postgresql") and rest.split("/", 1)[0].count("@") > 1
+    try:
+        psycopg.conninfo.conninfo_to_dict(text)
+    except psycopg.ProgrammingError:
+        ambiguous = True
+    if ambiguous:
+        return ("not a connection string libpq can read (a URI such as postgresql://user:password@host/db, "
+                "with any '@', ':', '/' or '%' in the user or password percent-encoded)")
+    return None
+
+
 def _resolve(
     spec: Mapping[str, Any],
     *,
@@ -165,11 +185,15 @@ def _resolve(
 
     if environ.get("DATABASE_URL"):
         database_url: Secret | None = Secret(environ["DATABASE_URL"])
+        where = "DATABASE_URL"
     elif "url" in spec.get("database", {}):
         database_url = resolve(spec["database"]["url"], f"{base}.database.url")
+        where = f"{base}.database.url"
     else:
         database_url = None
         problems.append(f"{base}.database.url: is required unless DATABASE_URL is set")
+    if database_url is not None and (problem := _conninfo_problem(database_url)):
+        problems.append(f"{where}: {problem}")
 
     users: dict[str, ApiUser] = {}
     for index, user in enumerate(spec["api"]["users"]):

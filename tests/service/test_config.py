@@ -177,3 +177,15 @@ def test_cli_exits_2_for_a_provider_key_that_cannot_work(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "spec.webhooks.sendgrid.verificationKey" in result.stderr
     assert "this is not a public key" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["postgresql://bob:S3cr%ZZetPW@127.0.0.1/db",  # a raw '%' in the password
+                                 "postgresql://bob:S3cretPW@[::1/db", "postgresql://bob:S3cr@tPW@db.internal/db"])
+def test_a_database_url_libpq_cannot_read_is_refused_without_quoting_it(url):
+    # libpq's own messages quote the URL, and the password with it.
+    for command in ("check", "migrate", "serve"):
+        result = run_cli(command, "--config", str(ROOT / "examples/bounceconfig.yaml"),
+                         "--secrets-dir", str(ROOT / "examples/secrets"), env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"})
+        assert result.returncode == 2, (command, result.stderr)
+        assert "DATABASE_URL: not a connection string libpq can read" in result.stderr
+        assert "S3cr" not in result.stderr + result.stdout and "tPW" not in result.stderr + result.stdout
