@@ -14,6 +14,7 @@ hour, and every refresh adds only the recent ones, which the (mailbox, started_a
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,8 @@ from . import queries
 from .config import ServiceConfig
 from .db import UNAVAILABLE, Database
 from .durations import parse_duration
+
+log = logging.getLogger(__name__)
 
 SCAN_OUTCOMES = ("success", "partial", "error")  # exit status 0, 1 (some messages unreadable), 2
 MESSAGE_OUTCOMES = ("fetched", "recorded", "skipped", "failed")  # the columns of a mailbox_scans row
@@ -87,7 +90,11 @@ class DatabaseGauges(Collector):
                     self._cutoff, self._settled_at = cutoff, time.monotonic()
                 recent = await self.scans(conn, since=self._cutoff, before=_LATEST)
                 mailboxes = [_combine(old, new) for old, new in zip(self._settled, recent)]
-        except UNAVAILABLE:
+        except psycopg.Error as exc:
+            if not isinstance(exc, UNAVAILABLE):
+                # Reached, but it refuses the gauges' queries (a lost privilege, a dropped table): /metrics
+                # still answers, so the per-pod counters are not lost and no replica looks down.
+                log.error("metrics refresh failed: %s (SQLSTATE %s)", type(exc).__name__, exc.sqlstate)
             self.snapshot = Snapshot(self.snapshot.campaigns, self.snapshot.mailboxes, database_up=False)
             return
         self.snapshot = Snapshot(campaigns, mailboxes, database_up=True)

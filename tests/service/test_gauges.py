@@ -117,6 +117,20 @@ async def test_the_interval_is_exported_while_the_database_is_away(make_config, 
     assert gauge(text, "bounce_mailbox_scan_interval_seconds", mailbox="returns") == 900
 
 
+async def test_a_database_that_refuses_the_gauges_queries_leaves_metrics_answering(make_client, db, caplog):
+    """Reached but refusing (a privilege revoked, a table gone): a 500 would read as a replica down and
+    lose every per-pod counter of the scrape."""
+    client = await make_client()
+    db.execute("ALTER TABLE campaigns RENAME TO campaigns_away")
+    try:
+        response = await client.get("/metrics")
+        assert response.status_code == 200
+        assert "bounce_database_up 0.0" in response.text and "bounce_events_total" in response.text
+        assert "metrics refresh failed: UndefinedTable (SQLSTATE 42P01)" in caplog.text
+    finally:
+        db.execute("ALTER TABLE campaigns_away RENAME TO campaigns")
+
+
 async def refreshed(gauges: DatabaseGauges) -> dict[str, float | None]:
     await gauges.refresh()
     text = exposition(gauges)[0].decode()
