@@ -117,16 +117,18 @@ class DatabaseGauges(Collector):
         labels = ["campaign_uuid", "campaign"]
         sent = GaugeMetricFamily("bounce_campaign_sent", "Messages sent by a recent campaign (from the sending system).", labels=labels)
         bounces = GaugeMetricFamily("bounce_campaign_bounces", "Bounces recorded for a recent campaign, by type.", labels=labels + ["type"])
-        bounce_rate = GaugeMetricFamily("bounce_campaign_bounce_rate", "(hard + soft bounces) / sent for a recent campaign.", labels=labels)
-        complaint_rate = GaugeMetricFamily("bounce_campaign_complaint_rate", "Complaints / sent for a recent campaign.", labels=labels)
+        bounce_rate = GaugeMetricFamily("bounce_campaign_bounce_rate",
+                                        "Recipients with a hard or soft bounce / sent, for a recent campaign.", labels=labels)
+        complaint_rate = GaugeMetricFamily("bounce_campaign_complaint_rate",
+                                           "Recipients who complained / sent, for a recent campaign.", labels=labels)
         for row in snapshot.campaigns:
             key = [row["uuid"], row["name"]]
             sent.add_metric(key, row["sent"])
             for kind in ("hard", "soft", "complaint"):
                 bounces.add_metric(key + [kind], row[kind])
             if row["sent"] > 0:
-                bounce_rate.add_metric(key, (row["hard"] + row["soft"]) / row["sent"])
-                complaint_rate.add_metric(key, row["complaint"] / row["sent"])
+                bounce_rate.add_metric(key, row["bounced"] / row["sent"])
+                complaint_rate.add_metric(key, row["complained"] / row["sent"])
         yield from (sent, bounces, bounce_rate, complaint_rate)
 
     def _mailboxes(self, snapshot: Snapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -575,12 +575,15 @@ WITH recent AS (
     ORDER BY created_at DESC, id DESC
     LIMIT %(limit)s
 )
-SELECT r.uuid, r.name, r.sent, n.hard, n.soft, n.complaint
+SELECT r.uuid, r.name, r.sent, n.hard, n.soft, n.complaint, n.bounced, n.complained
 FROM recent r CROSS JOIN LATERAL (
-    -- Counted per campaign from the index alone, rather than grouping every joined row by campaign.
+    -- Per campaign, rather than grouping every joined row by campaign. The rates count recipients, not
+    -- events: a recipient whose message was delayed twice, then failed, is one bounced recipient.
     SELECT COUNT(*) FILTER (WHERE b.type = 'hard') AS hard,
            COUNT(*) FILTER (WHERE b.type = 'soft') AS soft,
-           COUNT(*) FILTER (WHERE b.type = 'complaint') AS complaint
+           COUNT(*) FILTER (WHERE b.type = 'complaint') AS complaint,
+           COUNT(DISTINCT b.email) FILTER (WHERE b.type <> 'complaint') AS bounced,
+           COUNT(DISTINCT b.email) FILTER (WHERE b.type = 'complaint') AS complained
     FROM bounces b WHERE b.campaign_id = r.id
 ) n
 ORDER BY r.uuid
