@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import metrics
 from .auth import Authenticator
 from .collection import tune_collection
 from .config import HANDOVER_ENV, ServiceConfig, from_handover, load_config
@@ -25,7 +26,7 @@ from .gauges import DatabaseGauges
 from .group_commit import GroupCommitter
 from .http import BodyLimitMiddleware, error
 from .recorder import Recorder
-from .providers import build_providers
+from .providers import REGISTRY, build_providers
 from .routes import bounces, data, native, ops, providers
 from .secrets import SecretSource
 
@@ -88,6 +89,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 def create_app(config: ServiceConfig) -> Starlette:
     webhook_providers = build_providers(config.webhooks)  # a bad provider key stops the start (ConfigError)
+    metrics.reserve_sources(REGISTRY)
     db = Database(config.database_url.reveal(), max_size=config.pool_size)
     recorder = Recorder(db, config.actions)
     settings = config.group_commit

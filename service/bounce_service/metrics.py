@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import multiprocess
@@ -57,6 +57,14 @@ AUTH_FAILURES = Counter(
 _events_lock = threading.Lock()
 _event_children: dict[tuple[str, str, str], Any] = {}
 _sources: set[str] = set()
+_reserved: frozenset[str] = frozenset()
+
+
+def reserve_sources(names: Iterable[str]) -> None:
+    """Sources always counted under their own name (the providers'): free-text native sources, however
+    many come first, cannot push them into "other"."""
+    global _reserved
+    _reserved = frozenset(names)
 
 
 def count_event(kind: str, source: str, outcome: str, amount: int = 1) -> None:
@@ -66,7 +74,9 @@ def count_event(kind: str, source: str, outcome: str, amount: int = 1) -> None:
         # Children are cached (labels() locks and builds a tuple per call), keyed by the bounded label,
         # so a client inventing sources cannot grow the cache either.
         with _events_lock:
-            if source in _sources or len(_sources) < MAX_SOURCE_LABELS:
+            if source in _reserved:
+                label = source
+            elif source in _sources or len(_sources) < MAX_SOURCE_LABELS:
                 _sources.add(source)
                 label = source
             else:

@@ -135,6 +135,24 @@ async def test_recorded_events_are_counted_in_metrics(client, db):
     assert 'bounce_webhook_requests_total{provider="native",status="200"}' in text
 
 
+async def test_free_text_sources_cannot_crowd_the_providers_out_of_the_source_label(client, db, monkeypatch):
+    from bounce_service import metrics
+    monkeypatch.setattr(metrics, "_sources", set())  # a fresh process's budget of free-text sources
+    monkeypatch.setattr(metrics, "_event_children", {})
+
+    def counted(text: str, source: str) -> float:
+        prefix = f'bounce_events_total{{outcome="recorded",source="{source}",type="soft"}} '
+        return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    before = (await client.get("/metrics")).text
+    for index in range(metrics.MAX_SOURCE_LABELS + 5):  # an authenticated sender inventing sources
+        metrics.count_event("soft", f"invented-{index}", "recorded")
+    metrics.count_event("soft", "ses", "recorded", 7)
+    after = (await client.get("/metrics")).text
+    assert counted(after, "ses") == counted(before, "ses") + 7
+    assert counted(after, "other") == counted(before, "other") + 5
+
+
 async def test_rejected_requests_are_counted(client, db):
     def rejected(text: str) -> float:
         prefix = 'bounce_events_total{outcome="rejected",source="native",type="unknown"} '
