@@ -77,7 +77,7 @@ def traffic(client: httpx.Client, conn: psycopg.Connection, seconds: float) -> N
         record(client, SPRING[:2], SPRING[2], spring, "ses", start=tick * 100)
         record(client, SUMMER[:2], SUMMER[2], {"hard": rng.randint(0, 2), "soft": rng.randint(0, 1)}, "sendgrid",
                start=tick * 100 + 20)
-        record(client, WEEKLY[:2], WEEKLY[2], {"soft": rng.randint(0, 3)}, "mailbox", start=tick * 100 + 40)
+        record(client, WEEKLY[:2], WEEKLY[2], {"soft": rng.randint(0, 3)}, "mta", start=tick * 100 + 40)
         assert postmark(client, tick, SUMMER[0]) == 200
         if share > 0.6:  # someone rotated the Postmark password on one side only
             for _ in range(3):
