@@ -133,6 +133,7 @@ def query(name: str, schema: dict, description: str = "") -> dict:
 ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 FILTERS = [
     query("campaign_id", {"type": "integer", "minimum": 1}),
+    query("campaign_uuid", {"type": "string", "format": "uuid"}, "The campaign's uuid, as the campaign alerts label it."),
     query("subscriber_id", {"type": "integer", "minimum": 1}),
     query("source", {"type": "string"}, "Exact match."),
     query("type", BOUNCE_TYPE),

@@ -183,6 +183,8 @@ ORDER_COLUMNS = {
 
 FILTER_CONDITIONS = {
     "campaign_id": sql.SQL("b.campaign_id = %(campaign_id)s"),
+    # What the campaign alerts carry; an unknown uuid matches nothing.
+    "campaign_uuid": sql.SQL("b.campaign_id = (SELECT id FROM campaigns WHERE uuid = %(campaign_uuid)s::uuid)"),
     "subscriber_id": sql.SQL("b.subscriber_id = %(subscriber_id)s"),
     "source": sql.SQL("b.source = %(source)s"),
     "type": sql.SQL("b.type = %(type)s::bounce_type"),

@@ -73,9 +73,16 @@ async def test_filters(client, seeded, params, expected_emails):
     assert data["total"] == len(expected_emails)
 
 
-async def test_filter_by_campaign_and_subscriber(client, seeded):
+async def test_filter_by_campaign_and_subscriber(client, seeded, db):
     assert (await listing(client, campaign_id=seeded["spring"]))["total"] == 2
     assert (await listing(client, subscriber_id=seeded["bob"]))["total"] == 2
+    # The campaign alerts carry the uuid, not the id: the runbook's query takes it as it is.
+    spring = db.execute("SELECT uuid::text AS u FROM campaigns WHERE id = %s", (seeded["spring"],)).fetchone()["u"]
+    found = await listing(client, campaign_uuid=spring.upper())
+    assert sorted(r["email"] for r in found["results"]) == ["alice@example.com", "bob@example.com"]
+    assert (await listing(client, campaign_uuid="00000000-0000-4000-8000-000000000000"))["total"] == 0
+    export = await client.get("/api/bounces/export", params={"campaign_uuid": spring, "format": "ndjson"}, auth=auth("viewer"))
+    assert len(export.text.splitlines()) == 2
 
 
 @pytest.mark.parametrize(
@@ -148,6 +155,7 @@ async def test_campaign_name_pages_cover_every_bounce_once_in_order(client, seed
         ({"order": "sideways"}, "Invalid order: must be asc or desc"),
         ({"type": "bouncy"}, "Invalid type: must be soft, hard or complaint"),
         ({"campaign_id": "x"}, "Invalid campaign_id: must be an integer"),
+        ({"campaign_uuid": "spring"}, "Invalid campaign_uuid: must be a UUID"),
     ],
 )
 async def test_bad_list_parameters_are_400(client, seeded, params, message):

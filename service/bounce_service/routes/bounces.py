@@ -13,7 +13,7 @@ from .. import queries
 from ..addresses import fold_address
 from ..auth import requires
 from ..errors import ApiError
-from ..events import BOUNCE_TYPES
+from ..events import BOUNCE_TYPES, UUID_RE
 from ..http import int_param, ok, parse_json, path_id, row_id, timestamp
 from ..recorder import Named, Outcome
 from .native import _event as native_event, recipient
@@ -34,8 +34,12 @@ def _filters(request: Request) -> dict[str, Any]:
     if kind is not None and kind not in BOUNCE_TYPES:
         raise ApiError(400, "Invalid type: must be soft, hard or complaint")
     email = fold_address(query.get("email", ""))  # as the recorder stores addresses
+    campaign_uuid = query.get("campaign_uuid") or None
+    if campaign_uuid is not None and not UUID_RE.match(campaign_uuid):
+        raise ApiError(400, "Invalid campaign_uuid: must be a UUID")
     return {
         "campaign_id": int_param(request, "campaign_id"),
+        "campaign_uuid": campaign_uuid,
         "subscriber_id": int_param(request, "subscriber_id"),
         "source": query.get("source") or None,
         "type": kind,
