@@ -37,7 +37,7 @@ import psycopg  # noqa: E402
 
 from bounce_operator.alerts import alert_rules  # noqa: E402
 from bounce_service.migrate import migrate  # noqa: E402
-from tests.conftest import create_database, embedded_server  # noqa: E402
+from tests.conftest import embedded_server, own_database  # noqa: E402
 from tests.monitoring.stack import DASHBOARD, MAILER, Prometheus, dashboard_queries, poll, record, stack  # noqa: E402
 
 SPRING = ("33333333-3333-4333-8333-333333333333", "Spring sale", 4000)
@@ -135,8 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dashboard-", dir=ROOT / ".tmp"))
     try:
-        with embedded_server() as server:
-            url = create_database(server.url)
+        with embedded_server() as server, own_database(server.url) as url:
             asyncio.run(migrate(url))
             with psycopg.connect(url, autocommit=True) as conn:
                 scan(conn, "returns", timedelta(minutes=3))

@@ -65,7 +65,9 @@ def test_each_example_passes_the_crd_and_the_service_loader(path: Path) -> None:
     spec, violations = validate_spec(manifest["spec"])
     assert violations == []
     # Every secret the operator would mount resolves, so the service starts with this very file.
+    database = SecretRef.from_spec(spec["database"]["url"])
     environ = {SecretRef(ref.name, ref.key).env_var: "value" for ref in all_refs(spec)}
+    environ[database.env_var] = "postgresql://bounce@db.example/bounce"  # one that libpq can read
     config = load_config(path, secrets=SecretSource(directory=None, environ=environ), environ={})
     assert config.spec == spec
 

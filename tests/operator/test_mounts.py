@@ -27,6 +27,8 @@ OWNER = Owner("newsletters", "mail", "0b5e7c3a-0000-4000-8000-000000000001")
 
 
 def secret_value(name: str, key: str) -> str:
+    if (name, key) == ("bounce-db", "url"):
+        return f"postgresql://bounce@db.example/{name}-{key}"  # the loader checks that libpq can read it
     return f"value of {name}/{key}"
 
 
