@@ -109,6 +109,8 @@ def operator_manifests(namespace: str = NAME, image: str = IMAGE,
         },
     }
     return [
+        # First, so that `kubectl apply -f` of the whole file works on a cluster that lacks it.
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(namespace)},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME, namespace)},
         *rbac,
         deployment,

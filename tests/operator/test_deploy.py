@@ -22,7 +22,7 @@ def test_cluster_wide_manifests_are_valid_and_bind_a_cluster_role() -> None:
     for manifest in manifests:
         assert schema_errors(manifest) == [], manifest["kind"]
     kinds = [m["kind"] for m in manifests]
-    assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+    assert kinds == ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
     (container,) = manifests[-1]["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["bounce-operator", "--all-namespaces", "--service-image", container["image"]]
 
