@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make run` and `make test`. Everything else installs itself.
 PYTHON ?= python3
+PORT   ?= 9000
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
@@ -16,9 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The service on an embedded PostgreSQL with the example config, on http://127.0.0.1:9000
+## The service on an embedded PostgreSQL with the example config, on http://127.0.0.1:$(PORT) (make run PORT=9001)
 run: $(STAMP)
-	$(BIN)/bounce-service dev --config examples/bounceconfig.yaml --secrets-dir examples/secrets
+	$(BIN)/bounce-service dev --config examples/bounceconfig.yaml --secrets-dir examples/secrets --port $(PORT)
 
 ## The whole suite against real parts (embedded PostgreSQL unless TEST_DATABASE_URL is set)
 test: $(STAMP)

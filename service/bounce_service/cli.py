@@ -8,6 +8,8 @@ import gc
 import logging
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -171,6 +173,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """`make run`: an embedded PostgreSQL (unless DATABASE_URL is set), migrations, and the service."""
     # Refuse a bad config before starting anything; the embedded server will provide the database URL.
     config = _load(args, environ={"DATABASE_URL": "postgresql://embedded", **os.environ})
+    if (problem := _port_taken(args.host, args.port)) is not None:
+        print(f"cannot serve on {args.host}:{args.port}: {problem}; choose another port "
+              f"(make run PORT=9001, or --port)", file=sys.stderr)
+        return EXIT_CONFIG
+    # Closing the terminal hangs up: stop as on Ctrl-C, so the embedded server (in a session of its own,
+    # which the hangup does not reach) is stopped and its temporary data removed.
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
     server = None
     throwaway: Path | None = None
     if not os.environ.get("DATABASE_URL"):
@@ -200,6 +209,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why the service could not listen there, found before a database is started for it."""
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
 def _print_welcome(args: argparse.Namespace, config: ServiceConfig, *, embedded: bool) -> None:
     url = f"http://{args.host}:{args.port}"
     user = next((u for u in config.users.values() if "webhooks:post_bounce" in u.permissions), None)
@@ -222,14 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", required=True, help="BounceConfig manifest or bare spec (YAML)")
-        sub.add_argument("--secrets-dir", help="directory of <secret name>/<key> files (default $BOUNCE_SECRETS_DIR)")
-        sub.add_argument("--database-timeout", type=float, default=120.0, help="seconds to wait for the database")
+        sub.add_argument("--secrets-dir", help="directory of <secret name>/<key> files (default $BOUNCE_SECRETS_DIR, "
+                                               "else /etc/bounce-operator/secrets); BOUNCE_SECRET_* variables are read too")
+        if name != "check":
+            sub.add_argument("--database-timeout", type=float, default=120.0,
+                             help="seconds to wait for the database (default %(default)g)")
         sub.set_defaults(handler=handler)
         return sub
 
     serve = add("serve", cmd_serve, "run the HTTP service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 in a pod)")
+    serve.add_argument("--port", type=int, default=9000, help="port to listen on (default %(default)s)")
     serve.add_argument("--workers", type=int, help="uvicorn worker processes (default spec.service.workers)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
     add("migrate", cmd_migrate, "apply database migrations and exit")
@@ -237,10 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan = add("scan", cmd_scan, "scan a bounce mailbox once: exit 0, 1 when messages failed, 2 on a config or connection error")
     scan.add_argument("--mailbox", required=True, help="name of the mailbox in spec.mailboxes")
     scan.add_argument("--watch", action="store_true", help="keep scanning every scanInterval (local use; the cluster runs a CronJob)")
-    dev = add("dev", cmd_dev, "embedded PostgreSQL + migrations + service, for a laptop")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=9000)
-    dev.add_argument("--data-dir", help="keep the embedded database here (default: a new temp dir)")
+    dev = add("dev", cmd_dev, "embedded PostgreSQL (or $DATABASE_URL's server) + migrations + service, for a laptop")
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    dev.add_argument("--port", type=int, default=9000, help="port to listen on (default %(default)s)")
+    dev.add_argument("--data-dir", help="keep the embedded database in DIR/pgdata (default: a new temp dir, removed at exit)")
     return parser
 
 
@@ -253,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         print("invalid configuration:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except psycopg.OperationalError as exc:  # still unreachable after --database-timeout
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        print(f"database unavailable after waiting {args.database_timeout:g} s: {reason}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

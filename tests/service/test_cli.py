@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -170,3 +171,41 @@ def test_dev_with_database_url_uses_that_database_and_leaves_it_running(database
     assert code == 0
     assert "embedded PostgreSQL" not in stderr and "your DATABASE_URL server keeps running" in stderr
     assert db.execute("SELECT email FROM bounces").fetchall() == [{"email": "dev@example.com"}]  # still reachable
+
+
+def test_dev_refuses_a_port_in_use_before_starting_a_database():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bounce_service", "dev", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+             "--secrets-dir", str(ROOT / "examples/secrets"), "--port", str(port)],
+            env=service_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use; choose another port" in result.stderr
+    assert "embedded PostgreSQL running" not in result.stderr
+
+
+def test_dev_stops_everything_when_its_terminal_hangs_up():
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("the embedded server is what this test is about")
+    url, process = dev()
+    try:
+        wait_until_ready(url, process)
+    finally:
+        process.send_signal(signal.SIGHUP)  # what closing the terminal sends
+        _, stderr = process.communicate(timeout=60)
+    data_dir = Path(re.search(r"embedded PostgreSQL running at \S+ \(data in (\S+)\)", stderr).group(1))
+    server_url = re.search(r"embedded PostgreSQL running at (\S+)", stderr).group(1)
+    assert "embedded PostgreSQL stopped and its temporary data removed" in stderr
+    assert not data_dir.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(server_url, connect_timeout=2)
+
+
+def test_an_unreachable_database_is_one_line_and_status_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "bounce_service", "migrate", "--config", str(ROOT / "examples/bounceconfig.yaml"),
+         "--secrets-dir", str(ROOT / "examples/secrets"), "--database-timeout", "0"],
+        env=service_env(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "database unavailable after waiting 0 s:" in result.stderr and "Traceback" not in result.stderr
