@@ -285,6 +285,17 @@ def test_the_chart_image_and_pull_secrets_are_the_defaults_of_what_the_operator_
     assert command[command.index("--image-pull-secret") + 1] == "regcred"
 
 
+def test_the_example_leaves_monitoring_to_the_chart_when_the_chart_ships_it(helm: Helm) -> None:
+    for monitoring, expected in (({}, None),
+                                 ({"serviceMonitor": {"enabled": True}}, {"serviceMonitor": False}),
+                                 ({"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+                                  {"serviceMonitor": False, "prometheusRule": False})):
+        values = {"exampleBounceConfig": {"enabled": True}, "monitoring": monitoring}
+        (example,) = [doc for doc in helm.template(values) if doc["kind"] == "BounceConfig"]
+        assert example["spec"].get("service", {}).get("metrics") == expected, monitoring
+        assert example["spec"]["actions"]["hard"] == {"count": 1, "action": "blocklist"}  # the rest as given
+
+
 def test_an_example_outside_the_watched_namespaces_is_refused(helm: Helm) -> None:
     values = {"watchNamespaces": ["mail", "mkt"], "exampleBounceConfig": {"enabled": True}}
     error = helm.template_error(values)  # the release's namespace is not watched
