@@ -42,7 +42,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"Invalid data: {exc}") from None
+        raise ApiError(400, f"Invalid data: the body is not valid JSON ({exc})") from None
 
 
 async def json_object(request: Request) -> dict[str, Any]:

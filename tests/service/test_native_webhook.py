@@ -113,7 +113,7 @@ async def test_values_postgresql_cannot_store_are_400(client, db, field, value):
 
 async def test_malformed_json_is_400(client, db):
     response = await post(client, b'{"email": ')
-    assert response.status_code == 400 and response.json()["message"].startswith("Invalid data: ")
+    assert response.status_code == 400 and response.json()["message"].startswith("Invalid data: the body is not valid JSON (")
 
 
 async def test_deeply_nested_json_is_400(client, db):
