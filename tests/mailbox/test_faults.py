@@ -171,3 +171,43 @@ async def test_mime_bombs_are_read_within_bounds_and_the_pass_goes_on(protocol, 
     assert counts.status == 0 and (counts.fetched, counts.recorded, counts.skipped) == (9, 8, 1)
     assert bounce_rows(db) == sorted([*expected, ("alice@example.org", "hard")])
     assert mail_user.messages() == [NOT_A_BOUNCE]  # the bombs that are bounces went; the other one stays
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_bounces_the_database_refuses_hold_back_only_their_own_message(protocol, mailbox_config, mail_user, db):
+    """One message's bounce refused (here by a trigger; an address too long for an index entry did it
+    before the parser bounded addresses): the rest of the batch is recorded and removed, that one stays
+    and is counted failed, on this pass and the next, instead of every pass failing at the same batch."""
+    for raw in (dsn("alice@example.org"), dsn("refused@example.org"), dsn("bob@example.org")):
+        mail_user.deliver(raw)
+    db.execute("""
+        CREATE FUNCTION refuse_bounce() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN IF NEW.email = 'refused@example.org' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '54000'; END IF;
+        RETURN NEW; END $$;
+        CREATE TRIGGER refuse_bounce BEFORE INSERT ON bounces FOR EACH ROW EXECUTE FUNCTION refuse_bounce();
+    """)
+    try:
+        for _ in range(2):
+            counts = await scan(mailbox_config(protocol=protocol))
+            assert counts.status == 1 and counts.failed == 1, counts
+            assert [message for message in mail_user.messages() if b"refused@example.org" in message]
+            assert len(mail_user.messages()) == 1
+        assert bounce_rows(db) == [("alice@example.org", "hard"), ("bob@example.org", "hard")]
+    finally:
+        db.execute("DROP TRIGGER refuse_bounce ON bounces; DROP FUNCTION refuse_bounce()")
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+async def test_a_message_the_parser_fails_on_stays_even_with_delete_unrecognized(protocol, mailbox_config, mail_user,
+                                                                                 db, monkeypatch):
+    """listmonk #1311/#2884: a message the parser cannot read is not "not a bounce"."""
+    from bounce_service.mailbox import parser
+
+    crashing = dsn("crash@example.org")
+    for raw in (dsn("alice@example.org"), crashing):
+        mail_user.deliver(raw)
+    real = parser._parse
+    monkeypatch.setattr(parser, "_parse", lambda raw: real(raw) if b"crash@" not in raw else 1 / 0)
+    counts = await scan(mailbox_config(protocol=protocol, deleteUnrecognized=True))
+    assert (counts.status, counts.recorded, counts.failed, counts.skipped) == (1, 1, 1, 0)
+    assert len(mail_user.messages()) == 1 and b"crash@example.org" in mail_user.messages()[0]

@@ -92,3 +92,49 @@ async def test_an_unreachable_server_is_a_connection_error(mailbox_config, db):
         port = closed.getsockname()[1]  # bound, never listening: connections are refused
         counts = await scan(mailbox_config(port=port))
     assert counts.status == 2 and counts.error.startswith(f"cannot connect to 127.0.0.1:{port}")
+
+
+def scripted_pop3(listing: bytes, message: bytes) -> tuple[socket.socket, list[bytes]]:
+    """A POP3 server of one session that answers as scripted (Dovecot never says what other servers say);
+    returns its listening socket and the commands it received."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+    replies = {b"LIST": b"+OK\r\n" + listing + b".\r\n", b"UIDL": b"+OK\r\n1 first\r\n.\r\n",
+               b"RETR": b"+OK\r\n" + message.replace(b"\n", b"\r\n") + b"\r\n.\r\n"}
+
+    def session() -> None:
+        connection, _ = server.accept()
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"+OK scripted\r\n")
+            for line in lines:
+                received.append(line.strip())
+                verb = line.split()[0].upper()
+                connection.sendall(replies.get(verb, b"+OK\r\n"))
+                if verb == b"QUIT":
+                    return
+
+    threading.Thread(target=session, daemon=True).start()
+    return server, received
+
+
+async def test_pop3_listing_lines_may_carry_more_than_the_size(mailbox_config, db):
+    """RFC 1939: a LIST line is the number, the size, and whatever the server adds (listmonk #589)."""
+    from tests.mailbox.conftest import dsn
+
+    message = dsn("alice@example.org")
+    server, received = scripted_pop3(b"1 %d octets, delivered yesterday\r\n" % len(message), message)
+    with server:
+        counts = await scan(mailbox_config(protocol="pop3", tls="none", port=server.getsockname()[1], auth="none"))
+    assert (counts.status, counts.recorded) == (0, 1), counts
+    assert bounce_rows(db) == [("alice@example.org", "hard")]
+    assert b"DELE 1" in received
+
+
+async def test_an_unreadable_pop3_listing_is_a_clear_error(mailbox_config, db):
+    server, _ = scripted_pop3(b"first 120\r\n", b"")
+    with server:
+        counts = await scan(mailbox_config(protocol="pop3", tls="none", port=server.getsockname()[1], auth="none"))
+    assert counts.status == 2 and "unreadable LIST line from the server" in counts.error
+    assert scan_rows(db)[0]["finished"] is True

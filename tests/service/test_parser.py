@@ -495,6 +495,14 @@ def test_an_address_of_bytes_that_do_not_decode_is_not_reported():
     assert [found.email for found in parse_bounce(raw)] == ["kijitora@example.jp"]
 
 
+def test_an_address_longer_than_any_smtp_path_is_not_reported():
+    # 3,000 characters once made the recording fail (an index entry's limit) and blocked the mailbox.
+    long = "x" * 3000 + "@example.jp"
+    raw = dsn(recipient=long, diagnostic=f"smtp; 550 5.1.1 <{long}>... User unknown")
+    assert [found.email for found in parse_bounce(raw)] == []
+    assert only(dsn(recipient="y" * 240 + "@example.jp")).email == "y" * 240 + "@example.jp"
+
+
 def test_plain_text_bounce_without_dsn_fields():
     raw = (
         "From: MAILER-DAEMON@mx.example.org\r\n"

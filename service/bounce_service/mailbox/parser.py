@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 MAX_BYTES = 2 * 1024 * 1024  # the report and the original's headers come first; the rest is its body
 MAX_RECIPIENTS = 200
 MAX_DIAGNOSTIC = 1000
+MAX_ADDRESS = 254  # RFC 5321's path less its brackets: a longer one is no address (and overflows an index entry)
 _SPACE = re.compile(r"\s+")
 # U+FFFD stands for bytes that did not decode: such an address names no subscriber, and is no address.
 _MAILBOX = re.compile("^[^\\s@<>\ufffd]+@[^\\s@<>\ufffd]+$")
@@ -64,12 +65,18 @@ def parse_bounce(raw: bytes) -> list[ParsedBounce]:
     Never raises: the mailbox poller feeds it whatever arrives.
     """
     try:
-        # POP3 and IMAP hand out CRLF, files and pipes LF: one form, so that "$" ends every line alike.
-        return _parse(bytes(raw[:MAX_BYTES]).replace(b"\r\n", b"\n"))
+        return read_bounce(raw)
     except Exception:  # last line of defence; each step below is written not to raise
         size = len(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else type(raw).__name__
         logger.warning("bounce parser failed on a message (%s bytes); ignoring it", size, exc_info=True)
         return []
+
+
+def read_bounce(raw: bytes) -> list[ParsedBounce]:
+    """parse_bounce, except that a failure raises: the scanner then leaves the message in place, where
+    [] ("not a bounce") would let deleteUnrecognized remove it."""
+    # POP3 and IMAP hand out CRLF, files and pipes LF: one form, so that "$" ends every line alike.
+    return _parse(bytes(raw[:MAX_BYTES]).replace(b"\r\n", b"\n"))
 
 
 def _parse(raw: bytes) -> list[ParsedBounce]:
@@ -179,5 +186,5 @@ def _result(found: list[_Found], corr: Correlation) -> list[ParsedBounce]:
             original_message_id=corr.message_id,
         )
         for f in found[:MAX_RECIPIENTS]
-        if _MAILBOX.match(f.email)
+        if len(f.email) <= MAX_ADDRESS and _MAILBOX.match(f.email)
     ]

@@ -72,7 +72,10 @@ class Pop3Client:
         self._file = self._sock.makefile("rb")
 
     def messages(self) -> list[Message]:
-        sizes = {number: int(size) for number, size in self._listing("LIST")}
+        listing = self._listing("LIST")
+        if not all(size.isdigit() for _, size in listing):
+            raise MailboxError(f"{self._where}: a LIST line without a size in octets")
+        sizes = {number: int(size) for number, size in listing}
         try:
             uids = dict(self._listing("UIDL"))
         except Refused:  # UIDL is optional in RFC 1939; the session's numbers still address messages
@@ -104,11 +107,16 @@ class Pop3Client:
         self._sock.close()
 
     def _listing(self, command: str) -> list[tuple[int, str]]:
+        """(message number, first value) of each line; RFC 1939 lets a server add text after the value."""
         self._command(command)
         pairs = []
         for line in self._lines(None):
-            number, _, value = line.decode("ascii", "replace").strip().partition(" ")
-            pairs.append((int(number), value))
+            fields = line.decode("ascii", "replace").split()
+            if not fields:
+                continue
+            if len(fields) < 2 or not fields[0].isdigit():
+                raise MailboxError(f"{self._where}: unreadable {command} line from the server: {line[:80]!r}")
+            pairs.append((int(fields[0]), fields[1]))
         return pairs
 
     def _command(self, line: str) -> str:

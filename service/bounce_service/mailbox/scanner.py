@@ -13,15 +13,17 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator
 
+import psycopg
+
 from .. import queries
 from ..config import ServiceConfig
-from ..db import UNAVAILABLE, Database
+from ..db import UNAVAILABLE, Database, database_down
 from ..events import BounceEvent
 from ..recorder import Outcome, Recorder
 from .bounces import bounce_events
 from .client import MailboxClient, MailboxError, Message, MessageError
 from .imap import ImapClient
-from .parser import parse_bounce
+from .parser import read_bounce
 from .pop3 import Pop3Client
 from .progress import Progress
 from .settings import MailboxSettings
@@ -105,11 +107,36 @@ class Scanner:
 
     async def _batch(self, client: MailboxClient, batch: list[Message], counts: ScanCounts) -> None:
         read = await asyncio.to_thread(self._read, client, batch, counts)
-        result = await self.recorder.record([event for item in read for event in item.events])
-        counts.recorded += result.outcomes.count(Outcome.RECORDED)
+        try:
+            result = await self.recorder.record([event for item in read for event in item.events])
+            counts.recorded += result.outcomes.count(Outcome.RECORDED)
+        except psycopg.Error as exc:
+            if database_down(exc):
+                raise
+            # The database refused one message's bounces (a value it cannot store, a trigger): that one
+            # must not hold back the batch on every pass from now on. One transaction per message.
+            read = await self._one_by_one(read, counts)
         # Committed: only now may the recorded messages go.
         done = [item.message for item in read if item.events or self.settings.delete_unrecognized]
         await asyncio.to_thread(client.remove, done)
+
+    async def _one_by_one(self, read: list[_Read], counts: ScanCounts) -> list[_Read]:
+        """Record each message's bounces alone; a refused message is counted failed and left in place."""
+        kept = []
+        for item in read:
+            if item.events:
+                try:
+                    result = await self.recorder.record(item.events)
+                except psycopg.Error as exc:
+                    if database_down(exc):
+                        raise
+                    counts.failed += 1
+                    log.warning("%s: message %s left in place: its bounces were refused (%s)",
+                                self.settings.name, item.message.uid, type(exc).__name__)
+                    continue
+                counts.recorded += result.outcomes.count(Outcome.RECORDED)
+            kept.append(item)
+        return kept
 
     def _read(self, client: MailboxClient, batch: list[Message], counts: ScanCounts) -> list[_Read]:
         """Fetch and parse a batch (in a worker thread: both block)."""
@@ -129,7 +156,7 @@ class Scanner:
                 continue
             counts.fetched += 1
             try:
-                events = bounce_events(raw, parse_bounce(raw), self.settings)
+                events = bounce_events(raw, read_bounce(raw), self.settings)
             except Exception:  # noqa: BLE001 - one message nobody foresaw must not block every later pass
                 counts.failed += 1
                 log.warning("%s: message %s left in place: it could not be turned into bounces",
