@@ -138,3 +138,13 @@ async def test_an_unreadable_pop3_listing_is_a_clear_error(mailbox_config, db):
         counts = await scan(mailbox_config(protocol="pop3", tls="none", port=server.getsockname()[1], auth="none"))
     assert counts.status == 2 and "unreadable LIST line from the server" in counts.error
     assert scan_rows(db)[0]["finished"] is True
+
+
+async def test_imap_credentials_that_login_cannot_carry_go_by_sasl_plain(mailbox_config, mail_user, secrets, db):
+    """imaplib's LOGIN sends ASCII only: a password with "ä" crashed the pass with a traceback naming one
+    of its characters. SASL PLAIN carries it (this server's password is another, so it refuses)."""
+    (secrets.directory / "mail").mkdir(exist_ok=True)
+    (secrets.directory / "mail" / "password").write_text("pässwört")
+    counts = await scan(mailbox_config(protocol="imap"))
+    assert counts.status == 2 and f"login as {mail_user.name} refused" in counts.error
+    assert "pässwört" not in counts.error and scan_rows(db)[-1]["finished"] is True

@@ -186,6 +186,8 @@ RULES = [  # what only the CEL rules (x-kubernetes-validations) can say
                  SCAN_RULE, id="interval-not-whole-minutes"),
     pytest.param(lambda s: s["mailboxes"][0].update(scanInterval="30s"), "spec.mailboxes[0].scanInterval",
                  "scanInterval must be at least 1m", id="interval-too-short"),
+    pytest.param(lambda s: s["mailboxes"][0].update(timeout="0ms"), "spec.mailboxes[0].timeout",
+                 "timeout must be more than 0s", id="timeout-zero"),
     pytest.param(lambda s: s["mailboxes"].append(dict(s["mailboxes"][0])), "spec.mailboxes",
                  "mailbox names must be unique", id="duplicate-mailbox"),
     pytest.param(lambda s: s["api"]["users"].append(dict(s["api"]["users"][0])), "spec.api.users",

@@ -69,6 +69,8 @@ def test_defaults_follow_the_crd(secrets):
         ({"webhooks": {"sendgrid": {"enabled": True}}}, "spec.webhooks.sendgrid: sendgrid enabled requires verificationKey"),
         ({"mailboxes": [{"name": "box", "host": "pop.example.com", "scanInterval": "30s", "auth": "none"}]},
          "spec.mailboxes[0].scanInterval: scanInterval must be at least 1m"),
+        ({"mailboxes": [{"name": "box", "host": "pop.example.com", "scanInterval": "5m", "auth": "none", "timeout": "0s"}]},
+         "spec.mailboxes[0].timeout: timeout must be more than 0s (0 would make every read non-blocking)"),
         ({"mailboxes": [{"name": "box", "host": "pop.example.com", "scanInterval": "7m", "auth": "none"}]},
          "spec.mailboxes[0].scanInterval: scanInterval must be whole minutes dividing an hour (1m..30m) or whole hours dividing a day (1h..24h), so a cron schedule can express it"),
         ({"mailboxes": [{"name": "box", "host": "h", "scanInterval": "5m", "auth": "none"},

@@ -52,8 +52,13 @@ class ImapClient:
             self._conn.starttls(tls_context(settings))  # refuses when the server does not offer it
         if settings.username is not None:
             assert settings.password is not None
+            user, password = settings.username, settings.password.reveal()
             try:
-                self._conn.login(settings.username, settings.password.reveal())
+                if _atom(user) and password.isascii():
+                    self._conn.login(user, password)
+                else:
+                    # LOGIN sends ASCII only, and the user name unquoted; SASL PLAIN (RFC 4616) carries UTF-8.
+                    self._conn.authenticate("PLAIN", lambda _: f"\0{user}\0{password}".encode())
             except imaplib.IMAP4.error as exc:
                 raise MailboxError(f"{self._where}: login as {settings.username} refused: {describe(exc)}") from None
         elif self._conn.state != "AUTH":
@@ -144,3 +149,8 @@ def _modified_base64(run: re.Match) -> str:
     if run.group() == "&":
         return "&-"
     return "&" + base64.b64encode(run.group().encode("utf-16-be")).decode().rstrip("=").replace("/", ",") + "-"
+
+
+def _atom(text: str) -> bool:
+    """Whether imaplib's LOGIN can send `text` as it stands: ASCII, with nothing IMAP would read as syntax."""
+    return text.isascii() and text.isprintable() and not any(c in text for c in ' (){%*"\\]')
