@@ -148,3 +148,15 @@ async def test_imap_credentials_that_login_cannot_carry_go_by_sasl_plain(mailbox
     counts = await scan(mailbox_config(protocol="imap"))
     assert counts.status == 2 and f"login as {mail_user.name} refused" in counts.error
     assert "pässwört" not in counts.error and scan_rows(db)[-1]["finished"] is True
+
+
+def test_uid_sets_collapse_runs_and_stay_short_enough_to_send():
+    from bounce_service.mailbox.imap import UID_SET_LENGTH, uid_sets
+
+    assert list(uid_sets([1, 2, 3, 5, 7, 8, 9, 20])) == ["1:3,5,7:9,20"]
+    assert list(uid_sets([])) == []
+    # A batch of 10,000 six-digit UIDs, no two consecutive: one set was ~70 KB, past Dovecot's 64 KiB line.
+    scattered = list(range(100_000, 120_000, 2))
+    sets = list(uid_sets(scattered))
+    assert len(sets) > 1 and all(len(s) <= UID_SET_LENGTH for s in sets)
+    assert [int(uid) for s in sets for uid in s.split(",")] == scattered

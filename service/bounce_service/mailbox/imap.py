@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import re
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .client import MailboxError, Message, MessageError, describe, tls_context
 from .settings import MailboxSettings
@@ -95,9 +95,10 @@ class ImapClient:
         return bodies[0]
 
     def remove(self, messages: Sequence[Message]) -> None:
-        if not messages:
-            return
-        uids = ",".join(str(m.handle) for m in messages)
+        for uids in uid_sets(sorted(m.handle for m in messages)):
+            self._remove(uids)
+
+    def _remove(self, uids: str) -> None:
         processed = self._settings.processed_folder
         if processed and "MOVE" in self._capabilities:
             self._uid("MOVE", uids, quote(processed))
@@ -154,3 +155,26 @@ def _modified_base64(run: re.Match) -> str:
 def _atom(text: str) -> bool:
     """Whether imaplib's LOGIN can send `text` as it stands: ASCII, with nothing IMAP would read as syntax."""
     return text.isascii() and text.isprintable() and not any(c in text for c in ' (){%*"\\]')
+
+
+UID_SET_LENGTH = 8000  # characters per command's UID set: servers cap a command line (Dovecot at 64 KiB)
+
+
+def uid_sets(uids: Sequence[int]) -> Iterator[str]:
+    """Sorted UIDs as IMAP sequence sets (RFC 3501: "3:7,9"), runs collapsed, each short enough to send."""
+    parts: list[str] = []
+    length = 0
+    index = 0
+    while index < len(uids):
+        end = index
+        while end + 1 < len(uids) and uids[end + 1] == uids[end] + 1:
+            end += 1
+        part = str(uids[index]) if end == index else f"{uids[index]}:{uids[end]}"
+        if parts and length + len(part) + 1 > UID_SET_LENGTH:
+            yield ",".join(parts)
+            parts, length = [], 0
+        parts.append(part)
+        length += len(part) + 1
+        index = end + 1
+    if parts:
+        yield ",".join(parts)
