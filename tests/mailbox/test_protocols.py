@@ -94,15 +94,16 @@ async def test_an_unreachable_server_is_a_connection_error(mailbox_config, db):
     assert counts.status == 2 and counts.error.startswith(f"cannot connect to 127.0.0.1:{port}")
 
 
-def scripted_pop3(listing: bytes, message: bytes) -> tuple[socket.socket, list[bytes]]:
-    """A POP3 server of one session that answers as scripted (Dovecot never says what other servers say);
-    returns its listening socket and the commands it received."""
+def scripted_pop3(listing: bytes, *messages: bytes) -> tuple[socket.socket, list[bytes]]:
+    """A POP3 server of one session that answers as scripted (Dovecot never says what other servers say):
+    `listing` is its LIST answer, message n its answer to RETR n. Returns its listening socket and the
+    commands it received."""
     import threading
 
     server = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
-    replies = {b"LIST": b"+OK\r\n" + listing + b".\r\n", b"UIDL": b"+OK\r\n1 first\r\n.\r\n",
-               b"RETR": b"+OK\r\n" + message.replace(b"\n", b"\r\n") + b"\r\n.\r\n"}
+    uidl = b"".join(b"%d uid-%d\r\n" % (n, n) for n in range(1, len(messages) + 1))
+    replies = {b"LIST": b"+OK\r\n" + listing + b".\r\n", b"UIDL": b"+OK\r\n" + uidl + b".\r\n"}
 
     def session() -> None:
         connection, _ = server.accept()
@@ -110,9 +111,13 @@ def scripted_pop3(listing: bytes, message: bytes) -> tuple[socket.socket, list[b
             connection.sendall(b"+OK scripted\r\n")
             for line in lines:
                 received.append(line.strip())
-                verb = line.split()[0].upper()
-                connection.sendall(replies.get(verb, b"+OK\r\n"))
-                if verb == b"QUIT":
+                verb, *args = line.split()
+                if verb.upper() == b"RETR":
+                    body = messages[int(args[0]) - 1].replace(b"\n", b"\r\n")
+                    connection.sendall(b"+OK\r\n" + body + b"\r\n.\r\n")
+                else:
+                    connection.sendall(replies.get(verb.upper(), b"+OK\r\n"))
+                if verb.upper() == b"QUIT":
                     return
 
     threading.Thread(target=session, daemon=True).start()
@@ -133,7 +138,7 @@ async def test_pop3_listing_lines_may_carry_more_than_the_size(mailbox_config, d
 
 
 async def test_an_unreadable_pop3_listing_is_a_clear_error(mailbox_config, db):
-    server, _ = scripted_pop3(b"first 120\r\n", b"")
+    server, _ = scripted_pop3(b"first 120\r\n")
     with server:
         counts = await scan(mailbox_config(protocol="pop3", tls="none", port=server.getsockname()[1], auth="none"))
     assert counts.status == 2 and "unreadable LIST line from the server" in counts.error
@@ -160,3 +165,18 @@ def test_uid_sets_collapse_runs_and_stay_short_enough_to_send():
     sets = list(uid_sets(scattered))
     assert len(sets) > 1 and all(len(s) <= UID_SET_LENGTH for s in sets)
     assert [int(uid) for s in sets for uid in s.split(",")] == scattered
+
+
+async def test_a_pop3_message_larger_than_its_listing_said_stays_and_the_pass_goes_on(mailbox_config, db):
+    from tests.mailbox.conftest import dsn
+
+    big = dsn("big@example.org", headers=("X-Padding: " + "x" * 70 + "\n") * 40)
+    good = dsn("alice@example.org")
+    listing = b"1 100\r\n2 %d\r\n" % len(good)  # the server understates the first message's size
+    server, received = scripted_pop3(listing, big, good)
+    with server:
+        counts = await scan(mailbox_config(protocol="pop3", tls="none", port=server.getsockname()[1], auth="none",
+                                           maxMessageSize=2048))
+    assert (counts.status, counts.recorded, counts.failed) == (1, 1, 1), counts
+    assert bounce_rows(db) == [("alice@example.org", "hard")]
+    assert b"DELE 2" in received and b"DELE 1" not in received

@@ -16,6 +16,9 @@ from .settings import MailboxSettings
 _TERMINATOR = (b".\r\n", b".\n")
 
 
+DRAIN_FACTOR = 4  # how much more than maxMessageSize is read and dropped to keep a session whose LIST lied
+
+
 class Refused(MailboxError):
     """The server answered -ERR."""
 
@@ -151,9 +154,20 @@ class Pop3Client:
                 line = line[1:]
             total += len(line)
             if budget is not None and total > budget:
-                self._broken = True  # the rest of the response is still on the wire
-                raise MailboxError(f"{self._where}: message larger than maxMessageSize ({budget} bytes)")
+                self._drain(DRAIN_FACTOR * budget - total)
+                # Its LIST size said less: this one message is left in place, the session goes on.
+                raise MessageError(f"larger than maxMessageSize ({budget} bytes) though LIST said less")
             lines.append(line)
+
+    def _drain(self, budget: int) -> None:
+        """Read the rest of a multi-line response and drop it; past `budget` bytes, give the session up."""
+        while budget > 0:
+            line = self._readline()
+            if line in _TERMINATOR:
+                return
+            budget -= len(line)
+        self._broken = True  # the rest of the response is still on the wire
+        raise MailboxError(f"{self._where}: a response far larger than maxMessageSize; session abandoned")
 
     def _readline(self) -> bytes:
         limit = self._settings.max_message_size + 2
