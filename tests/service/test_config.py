@@ -191,3 +191,15 @@ def test_a_database_url_libpq_cannot_read_is_refused_without_quoting_it(url):
         assert result.returncode == 2, (command, result.stderr)
         assert "DATABASE_URL: not a connection string libpq can read" in result.stderr
         assert "S3cr" not in result.stderr + result.stdout and "tPW" not in result.stderr + result.stdout
+
+
+def test_cli_check_schema_only_needs_no_secret(tmp_path):
+    result = run_cli("check", "--schema-only", "--config", str(ROOT / "examples/bounceconfig-full.yaml"),
+                     env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "valid against the CRD's schema and rules (2 mailboxes; secrets and provider keys not checked)" in result.stdout
+    manifest = yaml.safe_load((ROOT / "examples/bounceconfig.yaml").read_text())
+    manifest["spec"]["actions"]["soft"]["count"] = 0
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(manifest))
+    result = run_cli("check", "--schema-only", "--config", str(tmp_path / "bad.yaml"), env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and "spec.actions.soft.count: must be >= 1" in result.stderr
