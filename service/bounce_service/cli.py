@@ -188,9 +188,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"cannot serve on {args.host}:{args.port}: {problem}; choose another port "
               f"(make run PORT=9001, or --port)", file=sys.stderr)
         return EXIT_CONFIG
-    # Closing the terminal hangs up: stop as on Ctrl-C, so the embedded server (in a session of its own,
-    # which the hangup does not reach) is stopped and its temporary data removed.
-    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    # Closing the terminal hangs up: stop exactly as on Ctrl-C (uvicorn shuts down on SIGINT; before it
+    # runs, SIGINT interrupts the start), so the embedded server, in a session of its own that the hangup
+    # does not reach, is stopped and its temporary data removed.
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     server = None
     throwaway: Path | None = None
     if not os.environ.get("DATABASE_URL"):
