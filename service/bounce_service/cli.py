@@ -190,7 +190,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Closing the terminal hangs up: stop exactly as on Ctrl-C (uvicorn shuts down on SIGINT; before it
     # runs, SIGINT interrupts the start), so the embedded server, in a session of its own that the hangup
-    # does not reach, is stopped and its temporary data removed.
+    # does not reach, is stopped and its temporary data removed. Not by raising KeyboardInterrupt here:
+    # uvloop can run this handler as a loop callback, log what it raises and serve on.
     signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     server = None
     throwaway: Path | None = None

@@ -193,7 +193,11 @@ def test_dev_stops_everything_when_its_terminal_hangs_up():
         wait_until_ready(url, process)
     finally:
         process.send_signal(signal.SIGHUP)  # what closing the terminal sends
-        _, stderr = process.communicate(timeout=60)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()  # and its embedded server with it, or it outlives the test
+            raise
     data_dir = Path(re.search(r"embedded PostgreSQL running at \S+ \(data in (\S+)\)", stderr).group(1))
     server_url = re.search(r"embedded PostgreSQL running at (\S+)", stderr).group(1)
     assert "embedded PostgreSQL stopped and its temporary data removed" in stderr
