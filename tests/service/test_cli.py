@@ -196,7 +196,7 @@ def test_dev_stops_everything_when_its_terminal_hangs_up():
         try:
             _, stderr = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()  # and its embedded server with it, or it outlives the test
+            process.kill()  # so that a hung service does not outlive the test (its database may, in its own session)
             raise
     data_dir = Path(re.search(r"embedded PostgreSQL running at \S+ \(data in (\S+)\)", stderr).group(1))
     server_url = re.search(r"embedded PostgreSQL running at (\S+)", stderr).group(1)
