@@ -220,7 +220,7 @@ class Reconciler:
         available, progress = deployment_progress(deployment)
         if (failure := rollout_failure(deployment)) is not None:
             problems.append(failure)
-        self._available[key] = _rollout_state(deployment)
+        self._available[key] = (available, failure is not None)  # _rollout_state, already computed
         self._scans[key] = {cronjob_name(owner, name): times for name, times in scans.items()}
         for reason, labels in actions.items():
             kopf.event(dict(body), type="Normal", reason=reason, message=", ".join(labels))

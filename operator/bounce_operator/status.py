@@ -72,13 +72,18 @@ def build_status(*, generation: int | None, problems: Sequence[Problem], availab
     return status
 
 
+def _seen_by_controller(deployment: Mapping[str, Any]) -> bool:
+    """Whether the Deployment controller has seen the latest spec: its status speaks of that one."""
+    return deployment.get("status", {}).get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 0)
+
+
 def deployment_progress(deployment: Mapping[str, Any] | None) -> tuple[bool, str]:
     """Whether the Deployment's current generation is rolled out and available, with a message saying so."""
     if deployment is None:
         return False, "the Deployment does not exist yet"
     wanted = deployment.get("spec", {}).get("replicas", 1)
     status = deployment.get("status", {})
-    if status.get("observedGeneration", 0) < deployment.get("metadata", {}).get("generation", 0):
+    if not _seen_by_controller(deployment):
         return False, "the Deployment controller has not seen the latest spec yet"
     updated = status.get("updatedReplicas", 0)
     available = status.get("availableReplicas", 0)
@@ -90,12 +95,9 @@ def deployment_progress(deployment: Mapping[str, Any] | None) -> tuple[bool, str
 def rollout_failure(deployment: Mapping[str, Any] | None) -> Problem | None:
     """The Deployment controller's verdict that the rollout will not finish by itself (its
     progressDeadlineSeconds passed: an image that cannot be pulled, pods that crash, a quota), in its words."""
-    if deployment is None:
-        return None
-    status = deployment.get("status", {})
-    if status.get("observedGeneration", 0) < deployment.get("metadata", {}).get("generation", 0):
-        return None  # a verdict on an older spec
-    for condition in status.get("conditions") or []:
+    if deployment is None or not _seen_by_controller(deployment):
+        return None  # none yet, or a verdict on an older spec
+    for condition in deployment.get("status", {}).get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("status") == "False":
             detail = condition.get("message") or condition.get("reason") or "no progress"
             return Problem("RolloutFailed", f"Deployment {deployment['metadata']['name']}: {detail}")

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import psycopg
 
-from .config import HANDOVER_ENV, ConfigError, ServiceConfig, handover, load_config
+from .config import HANDOVER_ENV, ConfigError, ServiceConfig, handover, load_config, read_document, validated
 from .log_config import SERVICE_FORMAT, log_config
 from .migrate import migrate
 from .secrets import SecretSource
@@ -148,13 +148,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.schema_only:  # a CI pipeline's check of a manifest, without the Secrets it will mount
-        from .config import read_document
-        from .schema import validate_spec
-
-        spec, base = read_document(args.config)
-        defaulted, violations = validate_spec(spec, base)
-        if violations:
-            raise ConfigError([str(v) for v in violations])
+        defaulted = validated(*read_document(args.config))
         print(f"{args.config}: valid against the CRD's schema and rules ({len(defaulted['mailboxes'])} mailboxes;"
               " secrets and provider keys not checked)")
         return 0

@@ -124,6 +124,11 @@ def build_config(
     environ: Mapping[str, str] | None = None,
 ) -> ServiceConfig:
     """Validate `spec` against the CRD (defaults applied), then resolve it."""
+    return _resolve(validated(spec, base), base=base, secrets=secrets, environ=environ)
+
+
+def validated(spec: Any, base: str = "spec") -> dict:
+    """`spec` with the CRD's defaults applied, or ConfigError naming every violation of its schema and rules."""
     # Imported here: the schema brings jsonschema and a CEL parser, which a worker that is handed an
     # already validated spec never needs (they are a third of its start-up).
     from .schema import validate_spec
@@ -131,7 +136,7 @@ def build_config(
     defaulted, violations = validate_spec(spec, base)
     if violations:
         raise ConfigError([str(v) for v in violations])
-    return _resolve(defaulted, base=base, secrets=secrets, environ=environ)
+    return defaulted
 
 
 def handover(config: ServiceConfig) -> str:
