@@ -60,6 +60,14 @@ def connect(settings: MailboxSettings) -> MailboxClient:
     return (Pop3Client if settings.protocol == "pop3" else ImapClient).connect(settings)
 
 
+class RecordRefused(Exception):
+    """The database is up but would not store these bounces (a value it cannot keep, a trigger)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Scanner:
     def __init__(self, settings: MailboxSettings, db: Database, recorder: Recorder, progress: Progress) -> None:
         self.settings = settings
@@ -108,11 +116,8 @@ class Scanner:
     async def _batch(self, client: MailboxClient, batch: list[Message], counts: ScanCounts) -> None:
         read = await asyncio.to_thread(self._read, client, batch, counts)
         try:
-            result = await self.recorder.record([event for item in read for event in item.events])
-            counts.recorded += result.outcomes.count(Outcome.RECORDED)
-        except psycopg.Error as exc:
-            if database_down(exc):
-                raise
+            counts.recorded += await self._record([event for item in read for event in item.events])
+        except RecordRefused:
             # The database refused one message's bounces (a value it cannot store, a trigger): that one
             # must not hold back the batch on every pass from now on. One transaction per message.
             read = await self._one_by_one(read, counts)
@@ -126,17 +131,24 @@ class Scanner:
         for item in read:
             if item.events:
                 try:
-                    result = await self.recorder.record(item.events)
-                except psycopg.Error as exc:
-                    if database_down(exc):
-                        raise
+                    counts.recorded += await self._record(item.events)
+                except RecordRefused as refused:
                     counts.failed += 1
                     log.warning("%s: message %s left in place: its bounces were refused (%s)",
-                                self.settings.name, item.message.uid, type(exc).__name__)
+                                self.settings.name, item.message.uid, refused.reason)
                     continue
-                counts.recorded += result.outcomes.count(Outcome.RECORDED)
             kept.append(item)
         return kept
+
+    async def _record(self, events: list[BounceEvent]) -> int:
+        """How many of `events` were newly recorded; RecordRefused when the database, up, would not take them."""
+        try:
+            result = await self.recorder.record(events)
+        except psycopg.Error as exc:
+            if database_down(exc):
+                raise
+            raise RecordRefused(type(exc).__name__) from exc
+        return result.outcomes.count(Outcome.RECORDED)
 
     def _read(self, client: MailboxClient, batch: list[Message], counts: ScanCounts) -> list[_Read]:
         """Fetch and parse a batch (in a worker thread: both block)."""
