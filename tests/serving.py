@@ -34,10 +34,15 @@ def wait_until_ready(url: str, process: subprocess.Popen, deadline: float = 90.0
     raise AssertionError("service did not become ready")
 
 
-def stop(process: subprocess.Popen) -> tuple[int, str]:
-    """Ctrl-C, as a person would; returns the exit status and what it printed to stderr."""
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+def stop(process: subprocess.Popen, how: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+    """Ctrl-C (or another signal `how`), as a person would; returns the exit status and what it printed to
+    stderr. A process that outlives the wait is killed, so that it does not outlive the test."""
+    process.send_signal(how)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
     return process.returncode, stderr or ""
 
 

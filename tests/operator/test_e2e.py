@@ -31,6 +31,15 @@ async def ready_config(api: Api, namespace: str) -> dict[str, Any]:
     return await wait_ready(api, namespace, "mail")
 
 
+async def wait_condition(api: Api, namespace: str, type_: str, **wanted: str) -> dict[str, Any]:
+    """BounceConfig `mail`'s condition `type_` once its fields have the `wanted` values."""
+    async def matching() -> dict[str, Any]:
+        found = condition(await api.bounceconfig(namespace, "mail"), type_)
+        return found if all(found.get(key) == value for key, value in wanted.items()) else {}
+
+    return await eventually(matching, what=f"{namespace}/mail {type_} with {wanted}")
+
+
 async def wait_degraded(api: Api, namespace: str, name: str) -> dict[str, Any]:
     async def degraded() -> dict[str, Any]:
         return condition(await api.bounceconfig(namespace, name), "Degraded")
@@ -94,11 +103,7 @@ async def test_ready_follows_the_rollout(api: Api, cluster: Cluster, operator: O
         await create_secrets(api, namespace)
         await api.create(bounceconfig("mail", namespace))
 
-        async def progressing() -> dict[str, Any]:
-            ready = condition(await api.bounceconfig(namespace, "mail"), "Ready")
-            return ready if ready.get("reason") == "Progressing" else {}
-
-        ready = await eventually(progressing, what="Ready False while the rollout is pending")
+        ready = await wait_condition(api, namespace, "Ready", reason="Progressing")  # while the rollout is pending
         assert ready["status"] == "False"
         assert ready["message"] == "the Deployment controller has not seen the latest spec yet"
         assert condition(await api.bounceconfig(namespace, "mail"), "Degraded")["status"] == "False"  # nothing wrong
@@ -121,11 +126,7 @@ async def test_a_failed_rollout_is_reported_until_it_recovers(api: Api, cluster:
             "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 0, "conditions": [
                 {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                  "message": 'ReplicaSet "mail-5d8c" has timed out progressing.'}]}}, subresource="status")
-        async def failed() -> dict[str, Any]:
-            degraded = condition(await api.bounceconfig(namespace, "mail"), "Degraded")
-            return degraded if degraded.get("status") == "True" else {}
-
-        degraded = await eventually(failed, what="Degraded True once the rollout failed")
+        degraded = await wait_condition(api, namespace, "Degraded", status="True")  # once the rollout failed
         assert degraded["reason"] == "RolloutFailed"
         assert degraded["message"] == 'Deployment mail: ReplicaSet "mail-5d8c" has timed out progressing.'
         assert condition(await api.bounceconfig(namespace, "mail"), "Ready")["reason"] == "RolloutFailed"

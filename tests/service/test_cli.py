@@ -145,18 +145,25 @@ def dev(*extra: str, **env: str) -> tuple[str, subprocess.Popen]:
     return f"http://127.0.0.1:{port}", process
 
 
-def test_dev_without_a_data_dir_leaves_no_database_behind():
+def dev_stopped_by(how: signal.Signals) -> tuple[int, str]:
+    """`dev` with a throwaway database, ready, then sent `how`: (exit status, the embedded server's URL),
+    once its log says the server stopped and its temporary data is gone, and the directory is."""
     if os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("the embedded server is what this test is about")
     url, process = dev()
     try:
         wait_until_ready(url, process)
     finally:
-        code, stderr = stop(process)
-    assert code == 0
-    data_dir = Path(re.search(r"embedded PostgreSQL running at \S+ \(data in (\S+)\)", stderr).group(1))
+        code, stderr = stop(process, how)
+    server_url, data_dir = re.search(r"embedded PostgreSQL running at (\S+) \(data in (\S+)\)", stderr).groups()
     assert "embedded PostgreSQL stopped and its temporary data removed" in stderr
-    assert not data_dir.exists()
+    assert not Path(data_dir).exists()
+    return code, server_url
+
+
+def test_dev_without_a_data_dir_leaves_no_database_behind():
+    code, _ = dev_stopped_by(signal.SIGINT)
+    assert code == 0
 
 
 def test_dev_with_database_url_uses_that_database_and_leaves_it_running(database_url, db):
@@ -186,22 +193,7 @@ def test_dev_refuses_a_port_in_use_before_starting_a_database():
 
 
 def test_dev_stops_everything_when_its_terminal_hangs_up():
-    if os.environ.get("TEST_DATABASE_URL"):
-        pytest.skip("the embedded server is what this test is about")
-    url, process = dev()
-    try:
-        wait_until_ready(url, process)
-    finally:
-        process.send_signal(signal.SIGHUP)  # what closing the terminal sends
-        try:
-            _, stderr = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()  # so that a hung service does not outlive the test (its database may, in its own session)
-            raise
-    data_dir = Path(re.search(r"embedded PostgreSQL running at \S+ \(data in (\S+)\)", stderr).group(1))
-    server_url = re.search(r"embedded PostgreSQL running at (\S+)", stderr).group(1)
-    assert "embedded PostgreSQL stopped and its temporary data removed" in stderr
-    assert not data_dir.exists()
+    _, server_url = dev_stopped_by(signal.SIGHUP)  # what closing the terminal sends
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server_url, connect_timeout=2)
 
